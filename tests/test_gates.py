@@ -21,7 +21,9 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     "cmd",
     [
         pytest.param((str(BIN / "ruff"), "check", "src", "tests", "bench"), id="ruff"),
-        pytest.param((str(BIN / "ruff"), "format", "--check", "src", "tests", "bench"), id="format"),
+        pytest.param(
+            (str(BIN / "ruff"), "format", "--check", "src", "tests", "bench"), id="format"
+        ),
         pytest.param((str(BIN / "mypy"),), id="mypy"),
         pytest.param((str(BIN / "lint-imports"),), id="import-contracts"),
     ],

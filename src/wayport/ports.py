@@ -37,7 +37,9 @@ class ModelBackend(Protocol):
     def ready(self) -> bool:
         """True when a request would be served without a cold start or a known outage."""
 
-    async def complete(self, request: ChatRequest, *, timeout: float | None = None) -> Completion: ...
+    async def complete(
+        self, request: ChatRequest, *, timeout: float | None = None
+    ) -> Completion: ...
 
     def stream(self, request: ChatRequest, *, timeout: float | None = None) -> AsyncIterator[Chunk]:
         """Yield chunks as they arrive. Errors before the first chunk are raised from the
@@ -52,9 +54,7 @@ class RouterEvents(Protocol):
 
     def attempt(self, model: str, deployment: str) -> None: ...
 
-    def attempt_done(
-        self, model: str, deployment: str, outcome: str, seconds: float
-    ) -> None: ...
+    def attempt_done(self, model: str, deployment: str, outcome: str, seconds: float) -> None: ...
 
     def retry(self, model: str, deployment: str, reason: str) -> None: ...
 

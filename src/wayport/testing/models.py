@@ -125,7 +125,15 @@ class ScriptedBackend:
         if step.tool_calls:
             yield Chunk(
                 tool_calls=[
-                    {"index": i, "id": c["id"], "type": "function", "function": dict(c["function"])}
+                    {
+                        "index": i,
+                        "id": c["id"],
+                        "type": "function",
+                        "function": {
+                            "name": c["function"]["name"],
+                            "arguments": c["function"]["arguments"],
+                        },
+                    }
                     for i, c in enumerate(step.tool_calls)
                 ]
             )

@@ -1,0 +1,111 @@
+"""The composition root: one validated configuration in, one wired runtime out.
+
+    config = load_config("wayport.yaml")
+    runtime = build(config)
+    # serve runtime.app with uvicorn (its lifespan starts and stops the gateway) …
+    # … or use the gateway in process:
+    await runtime.start()
+    async for chunk in runtime.gateway.stream(request):
+        ...
+    await runtime.aclose()
+
+Nothing here is global: two runtimes built from two configurations live side by side.
+Backends are built through the registry, so this module never names a provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.types import ASGIApp
+
+from wayport import __version__
+from wayport.config.schema import WayportConfig
+from wayport.core.errors import ConfigError
+from wayport.models.registry import BackendRegistry
+from wayport.models.router import Router
+from wayport.ports import Clock, ModelBackend
+from wayport.server.app import create_app
+from wayport.server.settings import ServerSettings
+from wayport.service.gateway import Gateway
+from wayport.telemetry.metrics import Metrics
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Runtime:
+    """Everything one Wayport process serves with."""
+
+    config: WayportConfig
+    backends: Mapping[str, ModelBackend]
+    router: Router
+    gateway: Gateway
+    metrics: Metrics
+    app: ASGIApp
+
+    async def start(self) -> None:
+        """Start the backends (load weights, open pools) for in-process use; when serving
+        over HTTP the app's lifespan does this instead."""
+        await self.gateway.start()
+
+    async def aclose(self) -> None:
+        """Close every backend. Safe to call after the app's lifespan already has."""
+        await self.gateway.close()
+
+
+def build(
+    config: WayportConfig,
+    *,
+    registry: BackendRegistry | None = None,
+    clock: Clock | None = None,
+) -> Runtime:
+    """Wire a runtime from ``config``. Creates ``state_dir``; starts nothing.
+
+    Raises ``ConfigError`` when a backend cannot be built (a plugin that is not installed,
+    options its factory does not take), before anything has started.
+    """
+    _make_state_dir(config.state_dir)
+    registry = registry if registry is not None else BackendRegistry.default()
+    backends: dict[str, ModelBackend] = {}
+    for name, deployment in config.deployments.items():
+        try:
+            backends[name] = registry.create(
+                deployment.backend, name=name, options=deployment.backend_options()
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"deployments.{name}: {exc.message}") from exc
+    metrics = Metrics()
+    router = Router(
+        groups=config.groups(),
+        backends=backends,
+        policy=config.router.policy(),
+        clock=clock,
+        events=metrics,
+    )
+    gateway = Gateway(router=router, observer=metrics, clock=clock)
+    server = config.server
+    settings = ServerSettings(
+        api_key=server.api_key.get_secret_value() if server.api_key else None,
+        max_body_bytes=server.max_body_bytes,
+        metrics_enabled=server.metrics,
+        metrics_require_auth=server.metrics_require_auth,
+        access_log=server.access_log,
+        version=__version__,
+    )
+    app = create_app(gateway=gateway, settings=settings, metrics=metrics)
+    return Runtime(
+        config=config,
+        backends=backends,
+        router=router,
+        gateway=gateway,
+        metrics=metrics,
+        app=app,
+    )
+
+
+def _make_state_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"state_dir: cannot create {path}: {exc.strerror or exc}") from exc

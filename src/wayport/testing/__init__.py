@@ -1,6 +1,8 @@
-"""Fakes shipped with Wayport for tests: a manual clock, a scriptable model backend."""
+"""Fakes shipped with Wayport for tests: a manual clock, a scriptable model backend,
+in-memory stores."""
 
 from wayport.testing.clock import ManualClock
 from wayport.testing.models import Fail, Reply, ScriptedBackend
+from wayport.testing.stores import MemoryStores
 
-__all__ = ["Fail", "ManualClock", "Reply", "ScriptedBackend"]
+__all__ = ["Fail", "ManualClock", "MemoryStores", "Reply", "ScriptedBackend"]

@@ -112,3 +112,34 @@ def test_runtimes_share_nothing(tmp_path: Path) -> None:
     assert a.metrics.registry is not b.metrics.registry
     assert a.backends["up"] is not b.backends["up"]
     assert a.app is not b.app
+
+
+@pytest.mark.model
+@pytest.mark.anyio
+async def test_embedded_cold_start_time_is_a_metric_and_readiness_checks_state(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    config = parse_config(f"state_dir: {state}\n", env={})
+    runtime = build(config)
+    exposition, _ = runtime.metrics.render()
+    assert b'wayport_model_load_seconds{deployment="smollm2-local"} 0.0' in exposition
+    assert not runtime.gateway.ready()
+    await runtime.start()
+    try:
+        assert runtime.gateway.ready()
+        exposition, _ = runtime.metrics.render()
+        line = next(
+            x
+            for x in exposition.decode().splitlines()
+            if x.startswith('wayport_model_load_seconds{deployment="smollm2-local"}')
+        )
+        assert float(line.split()[-1]) > 0
+        moved = state.rename(tmp_path / "moved")  # state gone: not ready, whatever the model says
+        try:
+            assert not runtime.gateway.ready()
+        finally:
+            moved.rename(state)
+        assert runtime.gateway.ready()
+    finally:
+        await runtime.aclose()

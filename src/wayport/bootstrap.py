@@ -15,7 +15,8 @@ Backends are built through the registry, so this module never names a provider.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from wayport.config.schema import WayportConfig
 from wayport.core.errors import ConfigError
 from wayport.models.registry import BackendRegistry
 from wayport.models.router import Router
-from wayport.ports import Clock, ModelBackend
+from wayport.ports import Clock, ColdStartReporting, ModelBackend
 from wayport.server.app import create_app
 from wayport.server.settings import ServerSettings
 from wayport.service.gateway import Gateway
@@ -76,6 +77,9 @@ def build(
         except ConfigError as exc:
             raise ConfigError(f"deployments.{name}: {exc.message}") from exc
     metrics = Metrics()
+    for name, backend in backends.items():
+        if isinstance(backend, ColdStartReporting):
+            metrics.watch_model_load(name, _load_seconds_of(backend))
     router = Router(
         groups=config.groups(),
         backends=backends,
@@ -83,7 +87,13 @@ def build(
         clock=clock,
         events=metrics,
     )
-    gateway = Gateway(router=router, observer=metrics, clock=clock)
+    state_dir = config.state_dir
+    gateway = Gateway(
+        router=router,
+        observer=metrics,
+        clock=clock,
+        state_ok=lambda: os.access(state_dir, os.W_OK | os.X_OK),
+    )
     server = config.server
     settings = ServerSettings(
         api_key=server.api_key.get_secret_value() if server.api_key else None,
@@ -102,6 +112,10 @@ def build(
         metrics=metrics,
         app=app,
     )
+
+
+def _load_seconds_of(backend: ColdStartReporting) -> Callable[[], float | None]:
+    return lambda: backend.load_seconds
 
 
 def _make_state_dir(path: Path) -> None:

@@ -62,6 +62,14 @@ class ModelBackend(Protocol):
         """Raise ``Unsupported`` where the backend has no embeddings."""
 
 
+@runtime_checkable
+class ColdStartReporting(Protocol):
+    """A backend that loads weights reports how long its last (cold) load took."""
+
+    @property
+    def load_seconds(self) -> float | None: ...
+
+
 class RouterEvents(Protocol):
     """What the router reports as it works; telemetry implements it."""
 

@@ -15,7 +15,7 @@ Labelled children are cached, so an observation costs a dict lookup and an add.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -200,6 +200,11 @@ class Metrics:
 
     def model_loaded(self, deployment: str, seconds: float) -> None:
         self._load_seconds.get(deployment).set(seconds)
+
+    def watch_model_load(self, deployment: str, read: Callable[[], float | None]) -> None:
+        """Report ``read()`` (the last cold-start time, ``None`` before any load) at each
+        scrape, so lazy reloads after an idle unload show up without a push."""
+        self._load_seconds.get(deployment).set_function(lambda: read() or 0.0)
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition and its content type."""

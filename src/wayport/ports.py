@@ -4,8 +4,9 @@ never on a concrete adapter."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from wayport.core.agent import ToolResult, ToolSpec
 from wayport.core.session import (
     UNSET,
     Json,
@@ -60,6 +61,18 @@ class ModelBackend(Protocol):
 
     async def embed(self, request: EmbeddingRequest, *, timeout: float | None = None) -> Embeddings:
         """Raise ``Unsupported`` where the backend has no embeddings."""
+
+
+class Tool(Protocol):
+    """One tool an agent may call. ``call`` gets arguments already validated against
+    ``spec.parameters``; it returns a result (errors the model should see are results with
+    ``is_error``) and raises only ``wayport.core.errors`` for failures of Wayport itself."""
+
+    spec: ToolSpec
+
+    async def call(
+        self, arguments: Mapping[str, Any], *, idempotency_key: str, timeout: float | None
+    ) -> ToolResult: ...
 
 
 @runtime_checkable

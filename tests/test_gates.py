@@ -11,6 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+CODE = [p for p in ("src", "tests", "bench") if (ROOT / p).is_dir()]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -20,10 +21,8 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     "cmd",
     [
-        pytest.param((str(BIN / "ruff"), "check", "src", "tests", "bench"), id="ruff"),
-        pytest.param(
-            (str(BIN / "ruff"), "format", "--check", "src", "tests", "bench"), id="format"
-        ),
+        pytest.param((str(BIN / "ruff"), "check", *CODE), id="ruff"),
+        pytest.param((str(BIN / "ruff"), "format", "--check", *CODE), id="format"),
         pytest.param((str(BIN / "mypy"),), id="mypy"),
         pytest.param((str(BIN / "lint-imports"),), id="import-contracts"),
     ],

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from structlog.typing import FilteringBoundLogger
 
 from wayport.core.errors import WayportError
+from wayport.server.agents_api import RUNS_PREFIX, SESSIONS_PREFIX, AgentsApi
 from wayport.server.auth import ApiKeyAuth
 from wayport.server.errors import InternalError, MethodNotAllowed, RouteNotFound
 from wayport.server.http import CLIENT_CLOSED, ClientGone, Exchange
@@ -29,6 +30,7 @@ from wayport.server.openapi import build_openapi
 from wayport.server.ops import OpsApi
 from wayport.server.responses import encode
 from wayport.server.settings import ServerSettings
+from wayport.service.agents import AgentService
 from wayport.service.gateway import Gateway
 from wayport.telemetry.metrics import Metrics
 
@@ -63,8 +65,10 @@ class WayportApp:
         auth: ApiKeyAuth,
         metrics: Metrics | None,
         access_log: bool,
+        agents: AgentService | None = None,
     ) -> None:
         self._gateway = gateway
+        self._agents = agents
         self._routes = dict(routes)
         self._prefixes = tuple(prefixes)
         self._auth = auth
@@ -148,6 +152,8 @@ class WayportApp:
             if message["type"] == "lifespan.startup":
                 try:
                     await self._gateway.start()
+                    if self._agents is not None:
+                        await self._agents.start()  # resumes unfinished runs
                 except Exception as exc:  # noqa: BLE001 - reported to the server, which exits
                     self._log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -155,6 +161,8 @@ class WayportApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 try:
+                    if self._agents is not None:
+                        await self._agents.close()  # drains running agent runs first
                     await self._gateway.close()
                 except Exception as exc:  # noqa: BLE001 - reported to the server, which exits
                     self._log.exception("shutdown failed")
@@ -165,9 +173,14 @@ class WayportApp:
 
 
 def create_app(
-    *, gateway: Gateway, settings: ServerSettings, metrics: Metrics | None = None
+    *,
+    gateway: Gateway,
+    settings: ServerSettings,
+    metrics: Metrics | None = None,
+    agents: AgentService | None = None,
 ) -> ASGIApp:
-    """The whole HTTP surface of the gateway as one ASGI app (lifespan included)."""
+    """The whole HTTP surface of the gateway as one ASGI app (lifespan included); with
+    ``agents``, the agent routes too (and the app's lifespan starts and drains them)."""
     auth = ApiKeyAuth(settings.api_key)
     served_metrics = metrics if settings.metrics_enabled else None
     metrics_auth = auth if settings.metrics_require_auth and auth.enabled else None
@@ -178,7 +191,14 @@ def create_app(
         metrics=served_metrics is not None,
         metrics_auth=metrics_auth is not None,
     )
-    api = OpenAIApi(gateway, max_body_bytes=settings.max_body_bytes)
+    agents_api = (
+        AgentsApi(agents, max_body_bytes=settings.max_body_bytes) if agents is not None else None
+    )
+    api = OpenAIApi(
+        gateway,
+        max_body_bytes=settings.max_body_bytes,
+        agent_chat=agents_api.chat_completion if agents_api is not None else None,
+    )
     ops = OpsApi(
         gateway,
         version=settings.version,
@@ -195,12 +215,26 @@ def create_app(
         route("/metrics", ["GET"], ops.metrics, secured=False),
         route("/openapi.json", ["GET"], ops.openapi, secured=False),
     ]
-    model_route = route("/v1/models/{model}", ["GET"], api.get_model, secured=True)
+    prefixes = [(MODELS_PREFIX, route("/v1/models/{model}", ["GET"], api.get_model, secured=True))]
+    if agents_api is not None:
+        routes += [
+            route("/v1/agents", ["GET"], agents_api.list_agents, secured=True),
+            route("/v1/sessions", ["POST"], agents_api.create_session, secured=True),
+        ]
+        session_methods = ["GET", "POST", "DELETE"]
+        prefixes += [
+            (
+                SESSIONS_PREFIX,
+                route("/v1/sessions/{id}", session_methods, agents_api.sessions, secured=True),
+            ),
+            (RUNS_PREFIX, route("/v1/runs/{id}", ["GET", "POST"], agents_api.runs, secured=True)),
+        ]
     return WayportApp(
         gateway=gateway,
         routes={r.name: r for r in routes},
-        prefixes=[(MODELS_PREFIX, model_route)],
+        prefixes=prefixes,
         auth=auth,
         metrics=metrics,
         access_log=settings.access_log,
+        agents=agents,
     )

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any
 
 from wayport.core.errors import ModelNotFound
 from wayport.core.ids import new_id
@@ -39,11 +40,18 @@ from wayport.server.wire import (
 from wayport.service.gateway import Gateway
 
 MODELS_PREFIX = "/v1/models/"
+AGENT_PREFIX = "agent/"
+
+#: Answers a chat completion whose model is ``agent/<name>`` (``AgentsApi.chat_completion``).
+AgentChat = Callable[[Exchange, dict[str, Any], ChatCompletionBody], Awaitable[None]]
 
 
 class OpenAIApi:
-    def __init__(self, gateway: Gateway, *, max_body_bytes: int) -> None:
+    def __init__(
+        self, gateway: Gateway, *, max_body_bytes: int, agent_chat: AgentChat | None = None
+    ) -> None:
         self._gateway = gateway
+        self._agent_chat = agent_chat
         self._limit = max_body_bytes
         self._created = int(time.time())
 
@@ -54,6 +62,10 @@ class OpenAIApi:
         model = body.model
         if self._gateway.has_model(model):
             ex.model = model
+        elif self._agent_chat is not None and model.startswith(AGENT_PREFIX):
+            ex.model = model
+            await self._agent_chat(ex, raw, body)
+            return
         stream = bool(body.stream)
         options = body.stream_options
         wants_usage = stream and options is not None and bool(options.include_usage)

@@ -1,0 +1,83 @@
+"""Live run events, in process: the runner emits, any number of followers read.
+
+Each unfinished run this process works on has one :class:`RunChannel`. It keeps every event
+of the run until the run finishes, so a follower that joins late (``GET /v1/runs/{id}/stream``)
+first replays what it missed, then follows live; nothing is lost between "subscribe" and
+"start"::
+
+    hub = RunEvents()
+    channel = hub.open(run.id)          # before the run can start
+    async for event in channel.follow():
+        ...                             # ends after the RunFinished event
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from wayport.core.agent import RunEvent, RunFinished
+
+
+class RunChannel:
+    __slots__ = ("_changed", "events", "finished")
+
+    def __init__(self) -> None:
+        self.events: list[RunEvent] = []
+        self.finished: RunFinished | None = None
+        self._changed = asyncio.Event()
+
+    def emit(self, event: RunEvent) -> None:
+        if self.finished is not None:
+            return  # a run finishes once; anything later is a bug's echo, not news
+        self.events.append(event)
+        if isinstance(event, RunFinished):
+            self.finished = event
+        # Waking by replacement: every follower waits on the event it saw, so none misses
+        # an emit that happens between its check and its wait.
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def follow(self) -> AsyncIterator[RunEvent]:
+        """Every event of the run from the first, then live ones; ends after ``RunFinished``."""
+        seen = 0
+        while True:
+            changed = self._changed
+            while seen < len(self.events):
+                event = self.events[seen]
+                seen += 1
+                yield event
+            if self.finished is not None:
+                return
+            await changed.wait()
+
+    async def wait(self) -> RunFinished:
+        while self.finished is None:
+            await self._changed.wait()
+        return self.finished
+
+
+class RunEvents:
+    """The channels of the runs in flight here. A run's channel is dropped when it finishes;
+    followers holding it still read to the end, later ones read the store instead."""
+
+    def __init__(self) -> None:
+        self._channels: dict[str, RunChannel] = {}
+
+    def open(self, run_id: str) -> RunChannel:
+        channel = self._channels.get(run_id)
+        if channel is None:
+            channel = self._channels[run_id] = RunChannel()
+        return channel
+
+    def get(self, run_id: str) -> RunChannel | None:
+        return self._channels.get(run_id)
+
+    def discard(self, run_id: str) -> None:
+        """Drop a channel opened for a run that was never stored."""
+        self._channels.pop(run_id, None)
+
+    def emit(self, run_id: str, event: RunEvent) -> None:
+        self.open(run_id).emit(event)
+        if isinstance(event, RunFinished):
+            del self._channels[run_id]

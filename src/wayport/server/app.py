@@ -29,9 +29,11 @@ from wayport.server.openai_api import MODELS_PREFIX, OpenAIApi
 from wayport.server.openapi import build_openapi
 from wayport.server.ops import OpsApi
 from wayport.server.responses import encode
+from wayport.server.responses_api import RESPONSES_PATH, RESPONSES_PREFIX, ResponsesApi
 from wayport.server.settings import ServerSettings
 from wayport.service.agents import AgentService
 from wayport.service.gateway import Gateway
+from wayport.service.responses import ResponsesService
 from wayport.telemetry.metrics import Metrics
 
 Handler = Callable[[Exchange], Awaitable[None]]
@@ -216,6 +218,13 @@ def create_app(
         route("/openapi.json", ["GET"], ops.openapi, secured=False),
     ]
     prefixes = [(MODELS_PREFIX, route("/v1/models/{model}", ["GET"], api.get_model, secured=True))]
+    responses = ResponsesApi(
+        ResponsesService(gateway=gateway, agents=agents), max_body_bytes=settings.max_body_bytes
+    )
+    routes.append(route(RESPONSES_PATH, ["POST"], responses.create, secured=True))
+    prefixes.append(
+        (RESPONSES_PREFIX, route("/v1/responses/{id}", ["GET"], responses.get, secured=True))
+    )
     if agents_api is not None:
         routes += [
             route("/v1/agents", ["GET"], agents_api.list_agents, secured=True),

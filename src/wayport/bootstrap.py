@@ -9,6 +9,12 @@
         ...
     await runtime.aclose()
 
+With ``runtime.agents`` the agents run in process too (``await runtime.start()`` starts them,
+with their store, tools and worker)::
+
+    finished = await runtime.agents.chat("agent/assistant", [{"role": "user", "content": "hi"}],
+                                         session_id="sess-1")
+
 Nothing here is global: two runtimes built from two configurations live side by side.
 Backends are built through the registry, so this module never names a provider.
 """
@@ -25,12 +31,17 @@ from starlette.types import ASGIApp
 from wayport import __version__
 from wayport.config.schema import WayportConfig
 from wayport.core.errors import ConfigError
+from wayport.models.llamacpp import LlamaCppBackend
 from wayport.models.registry import BackendRegistry
 from wayport.models.router import Router
-from wayport.ports import Clock, ColdStartReporting, ModelBackend
+from wayport.ports import Clock, ColdStartReporting, ModelBackend, SessionStore
+from wayport.runtime.context import ContextEngine, Counters, summarisers
+from wayport.runtime.tools import ToolRegistry
 from wayport.server.app import create_app
 from wayport.server.settings import ServerSettings
+from wayport.service.agents import AgentCatalog, AgentService, Stores
 from wayport.service.gateway import Gateway
+from wayport.store import SqlStore, open_store
 from wayport.telemetry.metrics import Metrics
 
 
@@ -42,17 +53,27 @@ class Runtime:
     backends: Mapping[str, ModelBackend]
     router: Router
     gateway: Gateway
+    agents: AgentService
     metrics: Metrics
     app: ASGIApp
 
     async def start(self) -> None:
-        """Start the backends (load weights, open pools) for in-process use; when serving
-        over HTTP the app's lifespan does this instead."""
+        """Start the backends (load weights, open pools) and the agents (store, tools,
+        worker) for in-process use; when serving over HTTP the app's lifespan does this."""
         await self.gateway.start()
+        try:
+            await self.agents.start()
+        except BaseException:
+            await self.gateway.close()
+            raise
 
     async def aclose(self) -> None:
-        """Close every backend. Safe to call after the app's lifespan already has."""
-        await self.gateway.close()
+        """Drain the agents, then close every backend. Safe to call after the app's
+        lifespan already has."""
+        try:
+            await self.agents.close()
+        finally:
+            await self.gateway.close()
 
 
 def build(
@@ -92,8 +113,10 @@ def build(
         router=router,
         observer=metrics,
         clock=clock,
-        state_ok=lambda: os.access(state_dir, os.W_OK | os.X_OK),
+        # ``store_ok`` is the agent service's last store ping: readiness does no I/O of its own
+        state_ok=lambda: agents.store_ok and os.access(state_dir, os.W_OK | os.X_OK),
     )
+    agents = _agents(config, gateway, backends)
     server = config.server
     settings = ServerSettings(
         api_key=server.api_key.get_secret_value() if server.api_key else None,
@@ -103,14 +126,59 @@ def build(
         access_log=server.access_log,
         version=__version__,
     )
-    app = create_app(gateway=gateway, settings=settings, metrics=metrics)
+    app = create_app(gateway=gateway, settings=settings, metrics=metrics, agents=agents)
     return Runtime(
         config=config,
         backends=backends,
         router=router,
         gateway=gateway,
+        agents=agents,
         metrics=metrics,
         app=app,
+    )
+
+
+def _agents(
+    config: WayportConfig, gateway: Gateway, backends: Mapping[str, ModelBackend]
+) -> AgentService:
+    """The agent service on the configured store, with the configured tools and a context
+    engine that counts with each embedded model's own tokenizer."""
+    try:
+        registry = ToolRegistry.from_specs(
+            [tool.entry(name) for name, tool in config.tools.items()], environ=os.environ
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"tools: {exc.message}") from exc
+    specs = config.agent_specs()
+    tokenizers: dict[str, Callable[[str], int]] = {}
+    for name, model in config.models.items():
+        # Exact counts only for a group served by one embedded model: with several
+        # deployments a request may land on a model with another tokenizer.
+        backend = backends[model.deployments[0].name] if len(model.deployments) == 1 else None
+        if isinstance(backend, LlamaCppBackend):
+            tokenizers[name] = backend.count_tokens
+    counters = Counters(tokenizers=tokenizers)
+    summariser_for = summarisers(gateway.complete)
+    url, state_dir = config.store.url, config.state_dir
+
+    def context(sessions: SessionStore) -> ContextEngine:
+        return ContextEngine(store=sessions, counter_for=counters, summariser_for=summariser_for)
+
+    async def open_stores() -> Stores:
+        return await open_store(url, state_dir=state_dir)
+
+    async def ping(stores: Stores) -> None:
+        if isinstance(stores, SqlStore):
+            await stores.db.ping()
+
+    return AgentService(
+        catalog=AgentCatalog(specs),
+        model=gateway,
+        open_stores=open_stores,
+        tools=registry,
+        context=context,
+        ping=ping,
+        drain_timeout=config.server.drain_timeout,
     )
 
 

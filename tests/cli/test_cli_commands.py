@@ -52,7 +52,16 @@ def test_schema_prints_a_json_schema(runner: CliRunner) -> None:
     assert result.exit_code == 0
     schema = json.loads(result.stdout)
     assert jsonschema_rs.meta.is_valid(schema)
-    assert set(schema["properties"]) == {"server", "state_dir", "deployments", "models", "router"}
+    assert set(schema["properties"]) == {
+        "server",
+        "state_dir",
+        "deployments",
+        "models",
+        "router",
+        "store",
+        "tools",
+        "agents",
+    }
 
 
 def test_init_writes_the_starter_and_refuses_to_overwrite(

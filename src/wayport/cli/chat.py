@@ -5,8 +5,12 @@ the configuration, no HTTP). Lines come from stdin, so it works piped::
 
     printf 'Hello\\n/exit\\n' | wayport chat
     wayport chat --url http://127.0.0.1:8080 --system "Answer briefly."
+    wayport chat --agent assistant                       # a durable session, id printed
+    wayport chat --agent assistant --session sess-…      # resume it (also after a restart)
 
-The conversation is kept for the session; ``/exit`` or end of input quits.
+Talking to a model, the conversation is kept here for the process; talking to an agent, the
+server keeps it in the session (``"model": "agent/NAME"`` with the session id), so only each
+new line is sent. ``/exit`` or end of input quits.
 """
 
 from __future__ import annotations
@@ -25,13 +29,17 @@ from rich.markup import escape
 
 from wayport.cli.console import busy, err
 from wayport.cli.remote import RemoteApi
+from wayport.core.agent import RunFinished, TextDelta
 from wayport.core.errors import AuthError, WayportError
+from wayport.core.ids import new_id
+from wayport.core.session import RunStatus
 from wayport.core.types import ChatRequest, Message
 
 if TYPE_CHECKING:
     from wayport.bootstrap import Runtime
 
 EXIT_COMMANDS = frozenset({"/exit", "/quit"})
+AGENT_PREFIX = "agent/"  #: ``"model": "agent/NAME"`` runs the agent
 
 
 class ChatSession(Protocol):
@@ -51,6 +59,10 @@ class ChatSession(Protocol):
     def stream(
         self, model: str, messages: Sequence[Message], params: Mapping[str, object]
     ) -> AsyncIterator[str]: ...
+
+    def stream_agent(self, agent: str, text: str, *, session_id: str) -> AsyncIterator[str]:
+        """One turn of the agent's session; the server holds the history."""
+        ...
 
 
 class RemoteChat:
@@ -79,6 +91,13 @@ class RemoteChat:
         self, model: str, messages: Sequence[Message], params: Mapping[str, object]
     ) -> AsyncIterator[str]:
         return self._api.stream_chat(model, messages, params)
+
+    def stream_agent(self, agent: str, text: str, *, session_id: str) -> AsyncIterator[str]:
+        # ``metadata.session_id`` is the body's equivalent of the X-Wayport-Session header
+        metadata = {"metadata": {"session_id": session_id}}
+        return self._api.stream_chat(
+            AGENT_PREFIX + agent, [{"role": "user", "content": text}], metadata
+        )
 
 
 class LocalChat:
@@ -127,6 +146,16 @@ class LocalChat:
             if chunk.content:
                 yield chunk.content
 
+    async def stream_agent(self, agent: str, text: str, *, session_id: str) -> AsyncIterator[str]:
+        events = self.runtime.agents.chat_stream(
+            AGENT_PREFIX + agent, [{"role": "user", "content": text}], session_id=session_id
+        )
+        async for event in events:
+            if isinstance(event, TextDelta):
+                yield event.text
+            elif isinstance(event, RunFinished) and event.run.status is not RunStatus.COMPLETED:
+                raise WayportError(f"the run {event.run.status.value}: {event.run.error or ''}")
+
 
 class LineReader:
     """Reads stdin one line at a time on a daemon thread: the event loop keeps running while
@@ -165,6 +194,8 @@ class ChatOptions:
     system: str | None = None
     max_tokens: int | None = None
     config_path: Path | None = None
+    agent: str | None = None  #: talk to this agent (a durable session) instead of a model
+    session: str | None = None  #: resume this session (with ``agent``); default: a new one
 
 
 async def run_chat(options: ChatOptions, *, stdin: TextIO, stdout: TextIO) -> int:
@@ -177,6 +208,9 @@ async def run_chat(options: ChatOptions, *, stdin: TextIO, stdout: TextIO) -> in
     interactive = stdin.isatty()
     params = {"max_tokens": options.max_tokens} if options.max_tokens else {}
     failed = False
+    if options.agent is not None:
+        async with session:
+            return await _agent_chat(session, options.agent, options, stdin, stdout)
     async with session:
         model = options.model or await session.default_model()
         history: list[Message] = []
@@ -214,6 +248,48 @@ async def run_chat(options: ChatOptions, *, stdin: TextIO, stdout: TextIO) -> in
             stdout.write("\n")
             stdout.flush()
             history.append({"role": "assistant", "content": "".join(pieces)})
+    return 1 if failed else 0
+
+
+async def _agent_chat(
+    session: ChatSession, agent: str, options: ChatOptions, stdin: TextIO, stdout: TextIO
+) -> int:
+    session_id = options.session or new_id("sess")
+    # On stderr, so piped output holds only answers; printed first, so even an interrupted
+    # chat can be resumed.
+    err().print(
+        f"Agent [bold]{escape(agent)}[/], session [bold]{escape(session_id)}[/] "
+        f"(resume: wayport chat --agent {escape(agent)} --session {escape(session_id)})"
+    )
+    interactive = stdin.isatty()
+    reader = LineReader(stdin)
+    failed = False
+    while True:
+        if interactive:
+            stdout.write("you> ")
+            stdout.flush()
+        line = await reader.readline()
+        if line is None or line.strip() in EXIT_COMMANDS:
+            break
+        if not line.strip():
+            continue
+        wrote = False
+        try:
+            async for piece in session.stream_agent(agent, line, session_id=session_id):
+                wrote = True
+                stdout.write(piece)
+                stdout.flush()
+        except AuthError as exc:
+            err().print(f"[red]error:[/] {escape(exc.message)}")
+            return 1
+        except WayportError as exc:
+            if wrote:
+                stdout.write("\n")
+            err().print(f"[red]error:[/] {escape(exc.message)}")
+            failed = True
+            continue
+        stdout.write("\n")
+        stdout.flush()
     return 1 if failed else 0
 
 

@@ -117,11 +117,22 @@ def chat(
         int | None, typer.Option(min=1, help="Longest answer, in tokens; default: the model's.")
     ] = None,
     config: ConfigOption = None,
+    agent: Annotated[
+        str | None,
+        typer.Option(
+            "--agent", "-a", help="Talk to this agent; the server keeps the conversation."
+        ),
+    ] = None,
+    session: Annotated[
+        str | None,
+        typer.Option(help="With --agent: resume this session id; default: a new session."),
+    ] = None,
 ) -> None:
     """Chat in the terminal; tokens print as they arrive.
 
     Reads lines from stdin (so it works piped); [bold]/exit[/] or end of input quits. Without
-    --url the models run in this process, from the configuration.
+    --url the models run in this process, from the configuration. With --agent the session id
+    is printed; pass it to --session to carry on later, even after a restart.
     """
     from wayport.cli.chat import ChatOptions
     from wayport.cli.chat import chat as run
@@ -133,7 +144,13 @@ def chat(
         system=system,
         max_tokens=max_tokens,
         config_path=config,
+        agent=agent,
+        session=session,
     )
+    if agent is not None and (model is not None or system is not None):
+        fail("--agent talks to an agent: its model and instructions come from its definition")
+    if session is not None and agent is None:
+        fail("--session needs --agent")
     try:
         code = run(options)
     except ConfigError as exc:

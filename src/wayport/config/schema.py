@@ -22,6 +22,15 @@ from pydantic import (
     model_validator,
 )
 
+from wayport.config.agents import (
+    DEFAULT_AGENT,
+    KNOWN_MODELS,
+    KNOWN_TOOLS,
+    AgentConfig,
+    StoreConfig,
+    ToolConfig,
+    default_agents,
+)
 from wayport.config.deployments import (
     BUILTIN_BACKENDS,
     DEPLOYMENT_TAGS,
@@ -36,6 +45,7 @@ from wayport.config.deployments import (
     backend_tag,
     resolve_path,
 )
+from wayport.core.agent import AgentSpec
 from wayport.core.routing import (
     CircuitPolicy,
     ModelGroup,
@@ -46,9 +56,11 @@ from wayport.core.routing import (
 
 __all__ = [
     "BUILTIN_BACKENDS",
+    "DEFAULT_AGENT",
     "DEFAULT_DEPLOYMENT",
     "DEFAULT_MODEL",
     "DEPLOYMENT_TAGS",
+    "AgentConfig",
     "AnthropicDeployment",
     "CircuitConfig",
     "Deployment",
@@ -59,7 +71,9 @@ __all__ = [
     "PluginDeployment",
     "RouterConfig",
     "ServerConfig",
+    "StoreConfig",
     "Timeouts",
+    "ToolConfig",
     "WayportConfig",
     "backend_tag",
     "json_schema",
@@ -197,6 +211,14 @@ class WayportConfig(Section):
     deployments: dict[str, Deployment] = Field(default_factory=_default_deployments)
     models: dict[str, ModelConfig] = Field(default_factory=_default_models)
     router: RouterConfig = Field(default_factory=RouterConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    tools: dict[str, ToolConfig] = Field(
+        default_factory=dict, description="Tools agents may call, by name."
+    )
+    agents: dict[str, AgentConfig] = Field(
+        default_factory=dict,
+        description="Agents by name; none: 'assistant' on the first model.",
+    )
 
     @field_validator("state_dir", mode="before")
     @classmethod
@@ -212,8 +234,31 @@ class WayportConfig(Section):
                 return {**data, next(s for s in cls.SECTIONS if s not in given): {}}
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _record_names(cls, data: object, info: ValidationInfo) -> object:
+        # Agents name models and tools defined elsewhere in the file. Recording those names
+        # in this validation's own context lets each agent field check them and report the
+        # exact path (and so the line) of a bad reference.
+        context = info.context
+        if isinstance(data, dict) and isinstance(context, dict):
+            models = data.get("models")
+            tools = data.get("tools")
+            context[KNOWN_MODELS] = (
+                [str(k) for k in models] if isinstance(models, dict) else [DEFAULT_MODEL]
+            )
+            context[KNOWN_TOOLS] = [str(k) for k in tools] if isinstance(tools, dict) else []
+        return data
+
     def groups(self) -> tuple[ModelGroup, ...]:
         return tuple(cfg.group(name) for name, cfg in self.models.items())
+
+    def agent_specs(self) -> list[AgentSpec]:
+        """The runtime definitions of the agents (the default ``assistant`` when the file
+        defines none). Raises ``ConfigError`` for an agent naming an MCP server whose tools
+        are not listed."""
+        agents = self.agents or default_agents(next(iter(self.models), DEFAULT_MODEL))
+        return [agent.spec(name, self.tools) for name, agent in agents.items()]
 
     def secrets(self) -> tuple[str, ...]:
         """Every credential in the configuration, for log redaction."""

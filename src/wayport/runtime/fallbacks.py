@@ -1,7 +1,8 @@
-"""Stand-ins the run loop uses until (or unless) the real engines are wired: a tool registry
-over plain Python callables and a context window of the newest stored messages. They take
-the same calls as ``wayport.runtime.tools.ToolRegistry`` and
-``wayport.runtime.context.ContextEngine``::
+"""Minimal stand-ins for the real engines, for tests and experiments that want none of their
+machinery (schemas, caching, compaction): a tool registry over plain Python callables and a
+context window of the newest stored messages. The product wires
+``wayport.runtime.tools.ToolRegistry`` and ``wayport.runtime.context.ContextEngine``; these
+take the same calls (the runner's ``Tools`` and ``ContextWindow``)::
 
     async def add(arguments: Mapping[str, Any]) -> str:
         return str(arguments["a"] + arguments["b"])
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from wayport.core.agent import AgentSpec, ToolResult, ToolSpec
 from wayport.core.session import StoredMessage
@@ -22,35 +23,6 @@ from wayport.core.types import Message
 from wayport.ports import SessionStore
 
 ToolFunction = Callable[[Mapping[str, Any]], Awaitable[str]]
-
-
-class ToolRegistry(Protocol):
-    """What the run loop needs of the tool registry."""
-
-    def specs(self, names: Iterable[str]) -> list[ToolSpec]: ...
-
-    async def execute(
-        self, name: str, arguments_json: str, *, idempotency_key: str, timeout: float | None
-    ) -> ToolResult:
-        """Parse, validate and call; a call that cannot run comes back as an error result."""
-
-
-class ContextWindow(Protocol):
-    """What the run loop needs of the context engine."""
-
-    async def window(
-        self,
-        tenant: str,
-        session_id: str,
-        agent: AgentSpec,
-        pending: Sequence[Message],
-        *,
-        context_window: int,
-    ) -> list[Message]: ...
-
-    def appended(
-        self, tenant: str, session_id: str, stored_messages: Sequence[StoredMessage]
-    ) -> None: ...
 
 
 class FunctionTools:
@@ -114,7 +86,11 @@ class RecentHistory:
         )
         return [*head, *messages, *pending]
 
-    def appended(
-        self, tenant: str, session_id: str, stored_messages: Sequence[StoredMessage]
-    ) -> None:
+    def appended(self, tenant: str, session_id: str, messages: Sequence[StoredMessage]) -> None:
         """Nothing cached, nothing to update."""
+
+    async def maybe_compact(
+        self, tenant: str, session_id: str, agent: AgentSpec, *, context_window: int
+    ) -> bool:
+        """Never compacts: the window is cut by message count instead."""
+        return False

@@ -28,7 +28,8 @@ registry's error as the tool result and continues; the tool is not executed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -40,14 +41,63 @@ from wayport.core.agent import (
     ToolCalled,
     ToolResult,
     ToolReturned,
+    ToolSpec,
 )
-from wayport.core.errors import WayportError
-from wayport.core.session import Json, NewMessage, Run, RunStatus, RunStep, StepKind
+from wayport.core.errors import NotFound, WayportError
+from wayport.core.session import (
+    Json,
+    NewMessage,
+    Run,
+    RunStatus,
+    RunStep,
+    StepKind,
+    StoredMessage,
+)
 from wayport.core.types import ChatRequest, Chunk, Message, ToolCall, ToolDef, Usage
 from wayport.ports import RunStore, SessionStore
-from wayport.runtime.fallbacks import ContextWindow, ToolRegistry
 
-__all__ = ["ChatModel", "Runner", "input_messages", "run_input", "usage_of"]
+__all__ = [
+    "ChatModel",
+    "ContextWindow",
+    "Runner",
+    "Tools",
+    "input_messages",
+    "run_input",
+    "usage_of",
+]
+
+_log = logging.getLogger(__name__)
+
+
+class Tools(Protocol):
+    """What the loop needs of the tool registry (``wayport.runtime.tools.ToolRegistry``)."""
+
+    def specs(self, names: Iterable[str]) -> list[ToolSpec]: ...
+
+    async def execute(
+        self, name: str, arguments_json: str, *, idempotency_key: str, timeout: float | None
+    ) -> ToolResult:
+        """Parse, validate and call; a call that cannot run comes back as an error result."""
+
+
+class ContextWindow(Protocol):
+    """What the loop needs of the context engine (``wayport.runtime.context.ContextEngine``)."""
+
+    async def window(
+        self,
+        tenant: str,
+        session_id: str,
+        agent: AgentSpec,
+        pending: Sequence[Message],
+        *,
+        context_window: int,
+    ) -> list[Message]: ...
+
+    def appended(self, tenant: str, session_id: str, messages: Sequence[StoredMessage]) -> None: ...
+
+    async def maybe_compact(
+        self, tenant: str, session_id: str, agent: AgentSpec, *, context_window: int
+    ) -> bool: ...
 
 
 class ChatModel(Protocol):
@@ -138,7 +188,7 @@ class Runner:
         model: ChatModel,
         sessions: SessionStore,
         runs: RunStore,
-        tools: ToolRegistry,
+        tools: Tools,
         context: ContextWindow,
         context_window: int = 8192,
     ) -> None:
@@ -190,7 +240,23 @@ class Runner:
         )
         event = RunFinished(run=final, usage=progress.usage)
         emit(event)
+        if done:
+            await self._compact(run, agent)
         return event
+
+    async def _compact(self, run: Run, agent: AgentSpec) -> None:
+        """Fold old turns into the summary once the run is answered, so the wait for the
+        summary model never delays an answer."""
+        budget = agent.context.budget_tokens or self._context_window
+        try:
+            await self._context.maybe_compact(
+                run.tenant_id, run.session_id, agent, context_window=budget
+            )
+        except NotFound:
+            return  # a stateless call's session, deleted as soon as it was answered
+        except WayportError as exc:
+            # The history stays whole in the store; the next turn tries again.
+            _log.warning("compaction of session %s failed: %s", run.session_id, exc.message)
 
     async def _loop(
         self,

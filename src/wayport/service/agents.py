@@ -2,7 +2,9 @@
 followed and cancelled. No HTTP in here; ``wayport.server.agents_api`` translates.
 
     service = AgentService(catalog=AgentCatalog([assistant]), model=gateway,
-                           open_stores=lambda: open_store(None, state_dir=state_dir))
+                           open_stores=lambda: open_store(None, state_dir=state_dir),
+                           tools=ToolRegistry.from_specs(entries),      # started and closed here
+                           context=lambda sessions: ContextEngine(store=sessions, …))
     await service.start()                                   # resumes unfinished runs
     session = await service.create_session("assistant")
     run = await service.submit(session.id, [{"role": "user", "content": "hi"}])
@@ -16,20 +18,23 @@ lane's business (the agent's queue mode); executing is the worker's.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Protocol
 
 from wayport.core.agent import AgentSpec, RunEvent, RunFinished, SessionScope
-from wayport.core.errors import Conflict, InvalidRequest, NotFound
+from wayport.core.errors import Conflict, InvalidRequest, NotFound, WayportError
 from wayport.core.ids import new_id
 from wayport.core.session import DEFAULT_TENANT, Json, Run, RunStatus, Session, StoredMessage
-from wayport.core.types import Message
+from wayport.core.types import ChatRequest, Completion, Message
 from wayport.ports import RunStore, SessionStore
+from wayport.runtime.context import ContextEngine, Counters, summarisers
 from wayport.runtime.events import RunEvents
-from wayport.runtime.fallbacks import ContextWindow, FunctionTools, RecentHistory, ToolRegistry
 from wayport.runtime.lanes import Lanes
-from wayport.runtime.runner import ChatModel, Runner, run_input, usage_of
+from wayport.runtime.runner import ChatModel, ContextWindow, Runner, Tools, run_input, usage_of
+from wayport.runtime.tools import ToolRegistry
 from wayport.runtime.worker import Worker
 
 AGENT_PREFIX = "agent/"
@@ -84,17 +89,29 @@ class AgentService:
         catalog: AgentCatalog,
         model: ChatModel,
         open_stores: Callable[[], Awaitable[Stores]],
-        tools: ToolRegistry | None = None,
+        tools: Tools | None = None,
         context: Callable[[SessionStore], ContextWindow] | None = None,
+        ping: Callable[[Stores], Awaitable[None]] | None = None,
+        ping_interval: float = 5.0,
         tenant: str = DEFAULT_TENANT,
         concurrency: int = 64,
         drain_timeout: float = 10.0,
     ) -> None:
+        """``tools``: the registry (default: none); when it has ``start``/``close`` (the real
+        ``ToolRegistry``) the service starts and closes it with itself. ``context``: builds
+        the context engine on the opened session store (default: a ``ContextEngine`` that
+        estimates tokens and summarises through ``model``). ``ping`` checks the stores every
+        ``ping_interval`` seconds while started; ``store_ok`` holds the last answer, for
+        readiness probes that must not wait on I/O."""
         self.catalog = catalog
         self._model = model
         self._open_stores = open_stores
-        self._tools: ToolRegistry = tools if tools is not None else FunctionTools()
-        self._context = context if context is not None else RecentHistory
+        self._tools: Tools = tools if tools is not None else ToolRegistry()
+        self._context = context if context is not None else self._default_context
+        self._ping = ping
+        self._ping_interval = ping_interval
+        self._pinger: asyncio.Task[None] | None = None
+        self.store_ok = False  #: the last store check (or start) succeeded
         self._tenant = tenant
         self._concurrency = concurrency
         self._drain = drain_timeout
@@ -106,8 +123,15 @@ class AgentService:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Open the stores and start the worker, which resumes unfinished runs."""
-        stores = await self._open_stores()
+        """Start the tools, open the stores and start the worker, which resumes unfinished
+        runs."""
+        if isinstance(self._tools, ToolRegistry):
+            await self._tools.start()
+        try:
+            stores = await self._open_stores()
+        except BaseException:
+            await self._close_tools()
+            raise
         runner = Runner(
             model=self._model,
             sessions=stores.sessions,
@@ -126,15 +150,60 @@ class AgentService:
         )
         self._stores, self._worker = stores, worker
         await worker.start()
+        self.store_ok = True
+        if self._ping is not None:
+            self._pinger = asyncio.create_task(self._keep_pinging(), name="wayport-store-ping")
 
     async def close(self) -> None:
         """Drain the worker (runs left over go back to the queue), then close the stores."""
         worker, stores = self._worker, self._stores
         self._worker = self._stores = None
-        if worker is not None:
-            await worker.close(grace=self._drain)
-        if stores is not None:
-            await stores.close()
+        self.store_ok = False
+        pinger, self._pinger = self._pinger, None
+        if pinger is not None:
+            pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pinger
+        try:
+            if worker is not None:
+                await worker.close(grace=self._drain)
+        finally:
+            try:
+                if stores is not None:
+                    await stores.close()
+            finally:
+                await self._close_tools()
+
+    async def check_store(self) -> bool:
+        """Ping the stores and remember the answer in ``store_ok`` (which readiness reads
+        without I/O); a service not started is not ok."""
+        stores = self._stores
+        if stores is None or self._ping is None:
+            self.store_ok = stores is not None
+            return self.store_ok
+        try:
+            await self._ping(stores)
+        except WayportError:
+            self.store_ok = False
+        else:
+            self.store_ok = True
+        return self.store_ok
+
+    async def _keep_pinging(self) -> None:
+        while True:
+            await asyncio.sleep(self._ping_interval)
+            await self.check_store()
+
+    async def _close_tools(self) -> None:
+        if isinstance(self._tools, ToolRegistry):
+            await self._tools.close()
+
+    def _default_context(self, sessions: SessionStore) -> ContextEngine:
+        return ContextEngine(
+            store=sessions,
+            counter_for=Counters(),
+            summariser_for=summarisers(_completer(self._model)),
+        )
 
     @property
     def worker(self) -> Worker:
@@ -347,6 +416,16 @@ def _turn(messages: list[Message], stateless: bool) -> list[Message]:
         return kept
     last = max((i for i, m in enumerate(kept) if m["role"] == "assistant"), default=-1)
     return kept[last + 1 :]
+
+
+def _completer(model: ChatModel) -> Callable[[ChatRequest], Awaitable[Completion]]:
+    """A whole answer from a model that streams (for the summariser)."""
+
+    async def complete(request: ChatRequest) -> Completion:
+        parts = [c.content async for c in model.stream(request) if c.content]
+        return Completion(content="".join(parts) or None)
+
+    return complete
 
 
 async def _single(event: RunFinished) -> AsyncIterator[RunEvent]:

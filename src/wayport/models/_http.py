@@ -22,6 +22,7 @@ import email.utils
 import re
 import time
 from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -287,6 +288,17 @@ class UpstreamClient:
         The first-byte timeout runs until the first event; after that only the total does.
         Closing the iterator early gives the connection back (closed, if it was mid-body).
         """
+        batches = self.event_batches(url, body, timeout=timeout, headers=headers)
+        async with aclosing(batches):
+            async for batch in batches:
+                for event in batch:
+                    yield event
+
+    async def event_batches(
+        self, url: str, body: bytes, *, timeout: float | None, headers: Mapping[str, str] | None
+    ) -> AsyncGenerator[list[SSEEvent], None]:
+        """Like ``events``, but the events that one read off the socket completed come as one
+        list (never empty), so a consumer can handle them, and write them on, together."""
         session, client_timeout, first_byte = self._prepare(timeout)
         parser = SSEParser()
         resp: aiohttp.ClientResponse | None = None
@@ -312,13 +324,14 @@ class UpstreamClient:
                         eof = not chunk
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise translate(exc, self.name, during=_WAITING) from exc
+            content = resp.content
             while True:
-                for event in pending:
-                    yield event
+                if pending:
+                    yield pending
                 if eof:
                     return
                 try:
-                    chunk = await resp.content.readany()
+                    chunk = await content.readany()
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     raise translate(exc, self.name, during=_READING) from exc
                 pending = parser.feed(chunk) if chunk else parser.finish()

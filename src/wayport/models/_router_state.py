@@ -3,7 +3,7 @@ model name, and the per-call adapters the retry loop drives. Private to ``models
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from wayport.core.routing import CLOSED, CircuitState
 from wayport.core.types import ChatRequest, Chunk, Completion, EmbeddingRequest, Embeddings
@@ -70,24 +70,46 @@ async def call_embed(
     return await backend.embed(request, timeout=timeout)
 
 
-Opened = tuple[Chunk | None, AsyncIterator[Chunk]]
+Opened = tuple[list[Chunk] | None, AsyncIterator[list[Chunk]]]
+
+
+def backend_batches(
+    backend: ModelBackend, request: ChatRequest, timeout: float
+) -> AsyncIterator[list[Chunk]]:
+    """The backend's stream as lists of chunks: the backend's own batches when it groups the
+    chunks of one read (``stream_batches``, as ``OpenAICompatBackend`` does), else one chunk a
+    list."""
+    batched: Callable[..., AsyncIterator[list[Chunk]]] | None = getattr(
+        backend, "stream_batches", None
+    )
+    if batched is not None:
+        return batched(request, timeout=timeout)
+    return _singles(backend.stream(request, timeout=timeout))
+
+
+async def _singles(chunks: AsyncIterator[Chunk]) -> AsyncGenerator[list[Chunk], None]:
+    try:
+        async for chunk in chunks:
+            yield [chunk]
+    finally:
+        await aclose(chunks)
 
 
 async def open_stream(backend: ModelBackend, request: ChatRequest, timeout: float) -> Opened:
-    """Start a stream and wait for its first chunk, which is where a stream still may be
-    retried elsewhere. ``None`` stands for a stream that ended without any chunk."""
-    chunks = backend.stream(request, timeout=timeout)
+    """Start a stream and wait for its first batch of chunks, which is where a stream still
+    may be retried elsewhere. ``None`` stands for a stream that ended without any chunk."""
+    batches = backend_batches(backend, request, timeout)
     try:
-        first = await anext(chunks)
+        first = await anext(batches)
     except StopAsyncIteration:
-        return None, chunks
+        return None, batches
     except BaseException:
-        await aclose(chunks)
+        await aclose(batches)
         raise
-    return first, chunks
+    return first, batches
 
 
-async def aclose(chunks: AsyncIterator[Chunk]) -> None:
+async def aclose(chunks: AsyncIterator[Chunk] | AsyncIterator[list[Chunk]]) -> None:
     """Close a backend stream if it can be closed (async generators can; bare iterators may
     not), so that its connection goes back to the pool at once."""
     if isinstance(chunks, AsyncGenerator):

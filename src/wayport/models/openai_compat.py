@@ -14,13 +14,13 @@ The request's ``params`` go upstream unchanged, so options this adapter has neve
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
 
 import msgspec
 
-from wayport.core.errors import BackendError
+from wayport.core.errors import BackendError, WayportError
 from wayport.core.types import (
     ChatRequest,
     Chunk,
@@ -229,7 +229,18 @@ class OpenAICompatBackend:
     async def stream(
         self, request: ChatRequest, *, timeout: float | None = None
     ) -> AsyncIterator[Chunk]:
-        events = self._http.events(
+        batches = self.stream_batches(request, timeout=timeout)
+        async with aclosing(batches):
+            async for batch in batches:
+                for chunk in batch:
+                    yield chunk
+
+    async def stream_batches(
+        self, request: ChatRequest, *, timeout: float | None = None
+    ) -> AsyncGenerator[list[Chunk], None]:
+        """``stream``, with the chunks of one upstream read together in one list (never
+        empty): the router and the server pass a batch on, and write it, in one step."""
+        events = self._http.event_batches(
             self._chat_url,
             self._body(request, stream=True),
             timeout=timeout,
@@ -237,16 +248,25 @@ class OpenAICompatBackend:
         )
         done = finished = False
         async with aclosing(events):
-            async for event in events:
+            async for batch in events:
                 if done:
                     continue  # read on to the end so the connection can go back to the pool
-                if event.data == "[DONE]":
-                    done = True
-                    continue
-                chunk = self._chunk(event)
-                if chunk is not None:
-                    finished = finished or chunk.finish_reason is not None
-                    yield chunk
+                chunks: list[Chunk] = []
+                for event in batch:
+                    if event.data == "[DONE]":
+                        done = True
+                        break
+                    try:
+                        chunk = self._chunk(event)
+                    except WayportError:
+                        if chunks:
+                            yield chunks  # what came before the error still goes out first
+                        raise
+                    if chunk is not None:
+                        finished = finished or chunk.finish_reason is not None
+                        chunks.append(chunk)
+                if chunks:
+                    yield chunks
         if not (done or finished):
             raise BackendError("upstream stream ended early", code="upstream_truncated")
 
@@ -293,8 +313,12 @@ class OpenAICompatBackend:
         data = self._http.decode(_CHUNK, event.data)
         if data.error is not None:
             raise self._http.error(None, error_info({"error": data.error}, fallback=event.data))
-        usage = _usage(data.usage)
-        choice = next((c for c in data.choices or () if c.index == 0), None)
+        usage = None if data.usage is None else _usage(data.usage)
+        choice = None
+        for candidate in data.choices or ():
+            if candidate.index == 0:
+                choice = candidate
+                break
         if choice is None:
             return Chunk(usage=usage) if usage is not None else None
         delta = choice.delta

@@ -174,6 +174,11 @@ class Router:
         """Chunks of the answer. An unknown model raises ``ModelNotFound`` here, at once;
         everything else is raised while iterating. Failures before the first chunk are
         retried like ``complete``; after it they are raised as they are."""
+        return _flatten(self._stream(self._group(request.model), request))
+
+    def stream_batches(self, request: ChatRequest) -> AsyncIterator[list[Chunk]]:
+        """``stream``, in lists of the chunks that arrived together (never empty), so that a
+        caller can pass them on, and write them, in one step."""
         return self._stream(self._group(request.model), request)
 
     async def embed(self, request: EmbeddingRequest) -> Embeddings:
@@ -190,14 +195,14 @@ class Router:
             )
         return group
 
-    async def _stream(self, group: _Group, request: ChatRequest) -> AsyncIterator[Chunk]:
-        (first, chunks), dep = await self._run(group, request, open_stream)
+    async def _stream(self, group: _Group, request: ChatRequest) -> AsyncIterator[list[Chunk]]:
+        (first, batches), dep = await self._run(group, request, open_stream)
         try:
             if first is None:
                 return
             yield first
-            async for chunk in chunks:
-                yield chunk
+            async for batch in batches:
+                yield batch
         except WayportError as exc:
             # Past the first chunk nothing is retried, but the deployment is still blamed.
             if exc.retriable:
@@ -207,7 +212,7 @@ class Router:
             raise
         finally:
             dep.inflight -= 1
-            await aclose(chunks)
+            await aclose(batches)
 
     async def _run(
         self, group: _Group, request: R, call: Callable[[ModelBackend, R, float], Awaitable[T]]
@@ -339,3 +344,12 @@ class Router:
         if state.status is not dep.circuit.status:
             self._events.circuit(dep.name, state.status.value)
         dep.circuit = state
+
+
+async def _flatten(batches: AsyncIterator[list[Chunk]]) -> AsyncIterator[Chunk]:
+    try:
+        async for batch in batches:
+            for chunk in batch:
+                yield chunk
+    finally:
+        await aclose(batches)

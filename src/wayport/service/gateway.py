@@ -40,6 +40,8 @@ class ModelRouter(Protocol):
 
     def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]: ...
 
+    def stream_batches(self, request: ChatRequest) -> AsyncIterator[list[Chunk]]: ...
+
     async def embed(self, request: EmbeddingRequest) -> Embeddings: ...
 
 
@@ -124,23 +126,40 @@ class Gateway:
         """Chunks as the router yields them. Errors before the first chunk are raised from the
         first ``__anext__``. Closing this generator (``aclose``) closes the router's stream, which
         frees the upstream connection or model slot."""
+        batches = self.stream_batches(request)
+        try:
+            async for batch in batches:
+                for chunk in batch:
+                    yield chunk
+        finally:
+            await batches.aclose()
+
+    async def stream_batches(self, request: ChatRequest) -> AsyncGenerator[list[Chunk], None]:
+        """``stream`` in lists of the chunks that arrived together (never empty), for a caller
+        that writes them on in one step::
+
+            async for batch in gateway.stream_batches(request):
+                await send(b"".join(frame(chunk) for chunk in batch))
+        """
         self._require_model(request.model)
         if not request.include_usage:
             # Usage is always asked of the backend, for accounting; the server drops it from
             # the wire when the client did not ask.
             request = dataclasses.replace(request, include_usage=True)
-        began = self._clock.now()
+        model, observer, clock = request.model, self._observer, self._clock
+        began = clock.now()
         waiting_first = True
-        inner = self._router.stream(request)
+        inner = self._router.stream_batches(request)
         try:
-            async for chunk in inner:
-                if waiting_first and (chunk.content or chunk.tool_calls):
-                    waiting_first = False
-                    self._observer.first_token(request.model, self._clock.now() - began)
-                if chunk.usage is not None:
+            async for batch in inner:
+                for chunk in batch:
+                    if waiting_first and (chunk.content or chunk.tool_calls):
+                        waiting_first = False
+                        observer.first_token(model, clock.now() - began)
                     u = chunk.usage
-                    self._observer.tokens(request.model, u.prompt_tokens, u.completion_tokens)
-                yield chunk
+                    if u is not None:
+                        observer.tokens(model, u.prompt_tokens, u.completion_tokens)
+                yield batch
         finally:
             await _aclose(inner)
 
@@ -155,7 +174,7 @@ class Gateway:
             raise ModelNotFound(f"The model {name!r} does not exist", param="model")
 
 
-async def _aclose(iterator: AsyncIterator[Chunk]) -> None:
+async def _aclose(iterator: AsyncIterator[list[Chunk]]) -> None:
     aclose: Callable[[], Awaitable[object]] | None = getattr(iterator, "aclose", None)
     if aclose is not None:
         await aclose()

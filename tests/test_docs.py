@@ -9,6 +9,9 @@ Each fenced block is preceded by a marker saying how to run it:
 - ``<!-- doc: python -->``  Python; must exit 0 (``expect="…"`` as above);
 - ``<!-- doc: config -->``  a wayport.yaml; ``wayport check`` must accept it;
 - ``<!-- doc: ci -->``      bash; must appear verbatim in .ci/run (it is the test command itself);
+- ``<!-- doc: help -->``    bash of long-running commands (a benchmark run): each line runs from
+  the repository root with ``--help`` appended, so the command and its flags must exist (what
+  they do is covered by the tests of that tool);
 - ``<!-- doc: output -->``  shows output; not run.
 
 The documented port 8080 is replaced by a free port (``WAYPORT_PORT``) so runs never collide.
@@ -39,7 +42,7 @@ BLOCK = re.compile(
 )
 ARG = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 FENCE = re.compile(r"^```", re.M)
-KINDS = {"serve", "run", "python", "config", "ci", "output"}
+KINDS = {"serve", "run", "python", "config", "ci", "help", "output"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +136,22 @@ class Session:
             assert block.args["expect"] in output, output
         return output
 
+    def check_help(self, block: Block) -> None:
+        for line in block.body.splitlines():
+            command = line.split("#", 1)[0].strip()
+            if not command:
+                continue
+            result = subprocess.run(
+                ["bash", "-c", f"{command} --help"],
+                cwd=ROOT,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert result.returncode == 0, f"line {block.line}: {command}: {result.stderr}"
+
     def check_config(self, block: Block) -> None:
         path = self.tmp / f"example-{block.line}.yaml"
         path.write_text(block.body)
@@ -182,5 +201,7 @@ def test_examples_run(path: Path, session: Session) -> None:
             session.run(block)
         elif block.kind == "config":
             session.check_config(block)
+        elif block.kind == "help":
+            session.check_help(block)
         elif block.kind == "ci":
             assert block.body in ci_script, f"line {block.line}: .ci/run must run {block.body!r}"

@@ -21,25 +21,38 @@ import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx2
 import msgspec
-from mcp import Client
-from mcp.client.stdio import StdioServerParameters
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.exceptions import MCPError
-from mcp_types import RequestParamsMeta
 
 from wayport.core.agent import ToolResult, ToolSpec
 from wayport.core.errors import BackendUnavailable, ConfigError, PermissionDenied
 from wayport.net.guard import GuardedClient
 from wayport.runtime.tools.http import resolve_secrets
 
+if TYPE_CHECKING:
+    import httpx2
+    from mcp import Client
+    from mcp.shared.exceptions import MCPError
+    from mcp_types import RequestParamsMeta
+
 __all__ = ["McpServer", "McpServerConfig", "McpTool"]
 
+
 # What a broken connection to a server looks like through the SDK's transports and task groups.
-_CONNECTION_ERRORS = (MCPError, httpx2.HTTPError, OSError, ExceptionGroup, RuntimeError)
+def _mcp_error() -> type[MCPError]:
+    from mcp.shared.exceptions import MCPError
+
+    return MCPError
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    # The SDK (and its HTTP client) load on first use: most configurations never use MCP, and
+    # importing it costs most of a second at start-up.
+    import httpx2
+    from mcp.shared.exceptions import MCPError
+
+    return (MCPError, httpx2.HTTPError, OSError, ExceptionGroup, RuntimeError)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,6 +110,8 @@ class McpServer:
     def _http_client(self) -> httpx2.AsyncClient:
         # One pooled client per server for its whole life, not one per call.
         if self._http is None:
+            import httpx2
+
             self._http = httpx2.AsyncClient(
                 headers=self._headers,
                 timeout=httpx2.Timeout(self.config.timeout),
@@ -108,6 +123,10 @@ class McpServer:
     @asynccontextmanager
     async def connect(self, timeout: float | None = None) -> AsyncIterator[Client]:
         """An initialised MCP client session for one operation."""
+        from mcp import Client
+        from mcp.client.stdio import StdioServerParameters
+        from mcp.client.streamable_http import streamable_http_client
+
         read_timeout = timeout if timeout is not None else self.config.timeout
         target: Any
         if self.config.url is not None:
@@ -133,7 +152,7 @@ class McpServer:
                     cursor = page.next_cursor
                     if not cursor:
                         break
-        except _CONNECTION_ERRORS as exc:
+        except _connection_errors() as exc:
             raise BackendUnavailable(
                 f"MCP server {self.label} failed to list tools: {exc}"
             ) from exc
@@ -172,9 +191,9 @@ class McpTool:
                 result = await session.call_tool(
                     self.remote_name, dict(arguments), read_timeout_seconds=timeout, meta=meta
                 )
-        except MCPError as exc:
+        except _mcp_error() as exc:
             return ToolResult(content=f"MCP error: {exc.error.message}", is_error=True)
-        except _CONNECTION_ERRORS as exc:
+        except _connection_errors() as exc:
             raise BackendUnavailable(
                 f"MCP server {self.server.label} failed calling {self.remote_name!r}: {exc}"
             ) from exc

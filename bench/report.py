@@ -16,11 +16,12 @@ from typing import Any
 
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
-TARGET_NAMES = ("direct", "floor", "wayport", "litellm")
+TARGET_NAMES = ("direct", "floor", "wayport", "wayport-notraces", "litellm")
 LABELS = {
     "direct": "mock, direct",
     "floor": "Python floor",
     "wayport": "Wayport",
+    "wayport-notraces": "Wayport, traces off",
     "litellm": "LiteLLM Proxy",
 }
 
@@ -203,6 +204,23 @@ def _verdict_table(verdicts: Sequence[Verdict]) -> list[str]:
     return lines
 
 
+def _tracing_note(results: Results) -> list[str]:
+    """What the spans cost: the default (traces on, the "Wayport" rows) against traces off."""
+    parts = []
+    for mode, payload in (("json", "non-streaming"), ("stream", "streaming")):
+        on = _num(load_row(results, "wayport", mode, 32).get("cpu_us_per_request"))
+        off = _num(load_row(results, "wayport-notraces", mode, 32).get("cpu_us_per_request"))
+        if not (math.isnan(on) or math.isnan(off)):
+            parts.append(f"{payload} {_fmt(on, 0)} µs with traces, {_fmt(off, 0)} µs without")
+    if not parts:
+        return []
+    return [
+        "The Wayport rows run the mock config as shipped: traces on (the default), the console "
+        "keeping the recent ones. CPU per request at concurrency 32: " + "; ".join(parts) + ".",
+        "",
+    ]
+
+
 def _loadavg(value: object) -> str:
     return f"{value[0]:.2f}" if isinstance(value, list) and value else "?"
 
@@ -226,6 +244,7 @@ def markdown(results: Results) -> str:
         "",
         *_load_table(results),
         "",
+        *_tracing_note(results),
         *_startup_table(results),
         "",
         *_verdict_table(evaluate(results)),

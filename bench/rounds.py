@@ -74,6 +74,11 @@ def aggregate(target: str, mode: str, rounds: Sequence[Round]) -> dict[str, obje
     return row
 
 
+def rounds_total(targets: int, rounds: int) -> int:
+    """How many measurements ``measure_interleaved`` takes."""
+    return len(MODES) * len(CONCURRENCY) * rounds * targets
+
+
 def measure_interleaved(
     driver: Driver,
     targets: Sequence[Target],
@@ -83,8 +88,10 @@ def measure_interleaved(
     duration: float,
     warmup: float,
     log: Callable[[str], None] = lambda _: None,
+    advance: Callable[[], None] = lambda: None,
 ) -> list[dict[str, object]]:
-    """Load every target with every payload at every concurrency, ``rounds`` times each."""
+    """Load every target with every payload at every concurrency, ``rounds`` times each;
+    ``advance()`` after each of the ``rounds_total(...)`` measurements (a progress bar)."""
     rows: list[dict[str, object]] = []
     for mode in MODES:
         for concurrency in CONCURRENCY:
@@ -104,6 +111,7 @@ def measure_interleaved(
                         on_measure=meter.mark,
                     )
                     taken[target.name].append(Round(measurement=m, cpu_seconds=meter.used()))
+                    advance()
                     errors = f", {m.errors} errors: {m.first_error}" if m.errors else ""
                     log(
                         f"{mode} c={concurrency} round {number + 1}/{rounds} {target.name}: "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import http.client
@@ -34,7 +35,7 @@ import machine
 import report
 from drivers import Driver, check_answer, write_bodies
 from procs import ROOT, Server, Servers, StartError, ensure_wrk
-from rounds import MODES, measure_interleaved
+from rounds import MODES, measure_interleaved, rounds_total
 from targets import (
     MB,
     WAYPORT_MOCK_CONFIG,
@@ -49,9 +50,12 @@ from targets import (
     start_wayport,
     wayport_missing,
 )
+from wayport.cli.progress import progress_bar
 
 RESULTS = ROOT / "bench" / "results"
 DOCS = ROOT / "docs" / "benchmarks.md"
+#: the default mock config with ``telemetry.traces: false``: what the spans cost
+WAYPORT_NOTRACES_CONFIG = ROOT / "bench" / "wayport-mock-notraces.yaml"
 GATEWAY_CPUS = "0"
 CLIENT_CPUS = "1"
 READY_REPEATS = 3
@@ -113,6 +117,7 @@ class Run:
         for name, skip, start in (
             ("floor", False, self._start_floor),
             ("wayport", self.args.skip_wayport, self._start_wayport),
+            ("wayport-notraces", self.args.skip_wayport, self._start_wayport_notraces),
             ("litellm", self.args.skip_litellm, self._start_litellm),
         ):
             if skip:
@@ -122,15 +127,19 @@ class Run:
             if target is not None:
                 started.append(target)
         targets = [t for t in started if self.guarded(t.name, functools.partial(self._check, t))]
-        self.load = measure_interleaved(
-            self.driver,
-            targets,
-            self.bodies,
-            rounds=self.args.rounds,
-            duration=self.args.duration,
-            warmup=self.args.warmup,
-            log=log,
-        )
+        total = rounds_total(len(targets), self.args.rounds)
+        # a bar on stderr when it is a terminal; the log lines scroll above it
+        with progress_bar("Measuring rounds", total=total) as advance:
+            self.load = measure_interleaved(
+                self.driver,
+                targets,
+                self.bodies,
+                rounds=self.args.rounds,
+                duration=self.args.duration,
+                warmup=self.args.warmup,
+                log=log,
+                advance=advance,
+            )
         for target in targets:
             if target.name == "wayport" and target.server is not None:
                 self.startup["mock"]["rss_after_load_mb"] = target.server.rss_bytes() / MB
@@ -176,6 +185,17 @@ class Run:
             "idle_pss_mb": max(m[1] for m in memory),
         }
         return target
+
+    def _start_wayport_notraces(self, mock_url: str) -> Target:
+        """The same server with tracing off (the measured default has it on)."""
+        target, _ = start_wayport(
+            self.servers,
+            name="wayport-notraces",
+            cpus=GATEWAY_CPUS,
+            config=WAYPORT_NOTRACES_CONFIG,
+            upstream=mock_url,
+        )
+        return dataclasses.replace(target, name="wayport-notraces")
 
     def _start_litellm(self, mock_url: str) -> Target:
         cli, why = ensure_litellm()

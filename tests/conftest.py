@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from wayport.testing import ManualClock
+
 
 @pytest.fixture
 def anyio_backend() -> str:
@@ -25,3 +27,15 @@ def pytest_runtest_makereport(
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.longrepr = f"skipped under WAYPORT_STRICT_SKIPS=1 (CI runs every test): {reason}"
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A manual wall clock (mid-2025), for stores and services under test."""
+    return ManualClock(start=1_750_000_000.0)
+
+
+@pytest.fixture
+def tenant() -> str:
+    """A tenant of this test's own: on a shared database no test sees another's rows."""
+    return f"t-{os.urandom(4).hex()}"

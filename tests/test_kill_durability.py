@@ -1,18 +1,16 @@
-"""The durability proof: 100 background runs over 10 sessions survive a server that is
-SIGKILLed at (seeded) random moments and restarted; every run completes, none is lost, and no
-session history holds a message twice.
+"""The durability proof, through the real CLI: ``wayport serve --config wayport.yaml`` with a
+slow scripted model (a plugin backend) runs 100 background runs over 10 sessions and is
+SIGKILLed at (seeded) random moments, then restarted on the same state; every run completes,
+none is lost, and no session history holds a message twice.
 
-The kill moments are progress thresholds (completed answers across the sessions), not times:
-the test polls the API with a deadline and kills once the threshold is passed.
+The kill moments are progress thresholds (answers stored across the sessions), not times: the
+test polls the API with a deadline and kills once a threshold is passed.
 """
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,53 +18,45 @@ from pathlib import Path
 import httpx
 import pytest
 
-HERE = Path(__file__).resolve().parent
+from serving import TESTS, kill, plugin_path, serve_env, start_serve, terminate
+
 SESSIONS = 10
 RUNS_PER_SESSION = 10
 KILLS = 4
 DEADLINE = 60.0
 
+CONFIG = """\
+server: {{host: 127.0.0.1, port: 0, access_log: false, metrics: false, drain_timeout: 1}}
+state_dir: {state}
+deployments:
+  slow: {{backend: slow-scripted, delay: 0.05}}
+models:
+  slow: {{deployments: [slow]}}
+router: {{max_retries: 0}}
+agents:
+  worker: {{model: slow}}
+"""
+
 
 class Server:
-    """One launcher process; ``kill`` SIGKILLs it, ``start`` runs a new one on the same state."""
+    """One ``wayport serve`` process; ``kill`` SIGKILLs it, ``start`` runs a new one on the
+    same configuration and state."""
 
-    def __init__(self, state: Path) -> None:
-        self._state = state
-        self._proc: subprocess.Popen[bytes] | None = None
+    def __init__(self, tmp: Path) -> None:
+        self._config = tmp / "wayport.yaml"
+        self._config.write_text(CONFIG.format(state=tmp / "state"))
+        self._env = serve_env(plugin_path(tmp / "plugins"), TESTS)
+        self._proc: subprocess.Popen[str] | None = None
         self.url = ""
-        self._starts = 0
 
     def start(self, deadline: float) -> None:
-        self._starts += 1
-        port_file = self._state / f"port-{self._starts}"
-        self._proc = subprocess.Popen(
-            [sys.executable, str(HERE / "kill_launcher.py"), str(self._state), str(port_file)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        while not port_file.exists():
-            assert self._proc.poll() is None, "the server process exited"
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.02)  # polling a file the child writes; not a timing assumption
-        self.url = f"http://127.0.0.1:{port_file.read_text()}"
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not answer"
-            time.sleep(0.02)
+        self._proc, self.url = start_serve(self._config, self._env, deadline)
 
     def kill(self) -> None:
-        assert self._proc is not None
-        os.kill(self._proc.pid, signal.SIGKILL)
-        self._proc.wait()
+        kill(self._proc)
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            self._proc.wait(timeout=15)
+        terminate(self._proc, timeout=15)
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ EXPECTED = {
     "Tool", "ToolCall", "ToolDef", "ToolResult", "ToolSpec", "Unsupported",
     "UnsupportedMediaType", "UpstreamRateLimited", "Usage", "WayportError",
     "WeightedDeployment", "__version__",
+    # workflows
+    "WorkflowDef", "WorkflowObserver", "WorkflowRun", "WorkflowStatus", "parse_workflow",
 }  # fmt: skip
 
 

@@ -51,7 +51,15 @@ from wayport.core.types import (
     ToolDef,
     Usage,
 )
-from wayport.ports import Clock, ModelBackend, RouterEvents, Tool
+from wayport.core.workflow import WorkflowDef, parse_workflow  # workflows
+from wayport.core.workflow_run import WorkflowRun, WorkflowStatus  # workflows
+from wayport.ports import (
+    Clock,
+    ModelBackend,
+    RouterEvents,
+    Tool,
+    WorkflowObserver,  # workflows
+)
 
 __version__ = "0.1.0"
 
@@ -100,5 +108,10 @@ __all__ = [
     "Usage",
     "WayportError",
     "WeightedDeployment",
+    "WorkflowDef",  # workflows
+    "WorkflowObserver",  # workflows
+    "WorkflowRun",  # workflows
+    "WorkflowStatus",  # workflows
     "__version__",
+    "parse_workflow",  # workflows
 ]

@@ -61,6 +61,16 @@ def test_schema_prints_a_json_schema(runner: CliRunner) -> None:
         "store",
         "tools",
         "agents",
+        "telemetry",  # observability: traces, OTLP, the console
+        "webhooks",  # signed completion webhooks
+        "limits",  # rate limits and budgets
+        "pricing",  # the price table
+        "channels",  # chat apps and webhooks in
+        "channel_outbox",  # delivery of replies
+        "releases",  # rollouts per agent
+        "workflows",  # durable workflows
+        "redis",  # scale-out: the cross-replica bus and shared limits
+        "cluster",  # scale-out: heartbeats and claiming
     }
 
 

@@ -233,3 +233,24 @@ def test_an_invalid_config_exits_1_with_the_location(
     result = run_serve("--config", str(config), env=subprocess_env)
     assert result.returncode == 1
     assert f"{config}:3: server.port: Input should be a valid integer" in result.stderr
+
+
+@pytest.mark.anyio
+async def test_forwarded_headers_from_an_untrusted_peer_are_ignored(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    """uvicorn would believe X-Forwarded-For from 127.0.0.1 by default; `serve` leaves that to
+    the app, which trusts only ``server.trusted_proxies`` (none here)."""
+    config = write_config(tmp_path, "http://127.0.0.1:9/v1")
+    async with asyncio.timeout(HANG_GUARD), serve(config, subprocess_env) as server:
+        base = await server.base_url()
+        async with aiohttp.ClientSession() as session:
+            forged = {"x-forwarded-for": "203.0.113.9", "x-request-id": "forged-xff"}
+            async with session.get(f"{base}/healthz", headers=forged) as resp:
+                assert resp.status == 200
+        server.proc.send_signal(signal.SIGTERM)
+        assert await server.wait() == 0
+    access = [json.loads(line) for line in server.stderr if '"forged-xff"' in line]
+    assert access, "".join(server.stderr)
+    assert access[0]["client"] == "127.0.0.1"
+    assert "203.0.113.9" not in "".join(server.stderr)

@@ -4,25 +4,16 @@ database no test sees another's rows."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Protocol
 
-import asyncpg
 import pytest
 
+from scratch_db import scratch_postgres
 from wayport.ports import RunStore, SessionStore
 from wayport.store import open_store
 from wayport.testing import ManualClock
-from wayport.testing.stores import (
-    POSTGRES_SERVER,
-    MemoryStores,
-    create_scratch_database,
-    drop_scratch_database,
-)
-
-PG_SERVER = os.environ.get("WAYPORT_TEST_POSTGRES", POSTGRES_SERVER)
+from wayport.testing.stores import MemoryStores
 
 
 class Stores(Protocol):
@@ -38,22 +29,8 @@ class Stores(Protocol):
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh database for this test session, dropped afterwards."""
-    try:
-        url = asyncio.run(create_scratch_database(PG_SERVER))
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        pytest.skip(f"Postgres not reachable on {PG_SERVER.split('@')[-1]}: {exc}")
-    yield url
-    asyncio.run(drop_scratch_database(url))
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(start=1_750_000_000.0)
-
-
-@pytest.fixture
-def tenant() -> str:
-    return f"t-{os.urandom(4).hex()}"
+    with scratch_postgres() as url:
+        yield url
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
+from wayport.core.identity import Role
+from wayport.server.openapi import UNDOCUMENTED, route_docs, served_paths, undocumented
+from wayport.server.openapi_base import DocContext
 from wayport.server.settings import ServerSettings
 from wayport.testing import ScriptedBackend
 
+from .everything import VERSION, build_everything
 from .helpers import AUTH, KEY, asgi_client, build_stack, chat
 
 pytestmark = pytest.mark.anyio
@@ -123,6 +129,8 @@ EXPECTED_OPERATIONS = {
     ("/readyz", "get"),
     ("/metrics", "get"),
     ("/openapi.json", "get"),
+    ("/v1/responses", "post"),  # the Responses API is served on plain models too
+    ("/v1/responses/{id}", "get"),
 }
 
 
@@ -175,3 +183,94 @@ async def test_openapi_without_key_or_metrics() -> None:
     assert "/metrics" not in doc["paths"]
     assert "securitySchemes" not in doc["components"]
     assert doc["paths"]["/v1/models"]["get"]["security"] == []
+
+
+async def fetch_document(app: Any) -> dict[str, Any]:
+    async with asgi_client(app) as client:
+        response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    doc: dict[str, Any] = response.json()
+    return doc
+
+
+async def test_openapi_describes_every_mounted_route_of_the_full_server(tmp_path: Path) -> None:
+    """Every route of the real route table (all features on) is in the document with each of
+    its methods, except those left out on purpose; nothing else is."""
+    everything = build_everything(tmp_path)
+    doc = await fetch_document(everything.mounted)
+    served = await fetch_document(everything.app)  # what ``wayport serve`` answers
+    assert served["paths"] == doc["paths"]
+    fragments = route_docs(DocContext())
+    expected: set[tuple[str, str]] = set()
+    left_out: set[str] = set()
+    for route, prefix in everything.mounted.route_table():
+        if undocumented(route.name):
+            assert route.name not in fragments, route.name
+            left_out.add(route.name)
+            continue
+        assert route.name in fragments, f"{route.name}: no OpenAPI fragment describes it"
+        assert all(inner in fragments for inner in route.includes), route.name
+        served = served_paths(route, fragments)
+        assert served is not None
+        documented = {m.upper() for item in served.values() for m in item}
+        # every method mounted is an operation of some sub-path: none only for a 405
+        assert documented == set(route.methods), route.name
+        assert prefix is None or route.paths is not None, route.name
+        for path, item in served.items():
+            for method in item:
+                expected.add((path, method))
+                op = doc["paths"][path][method]
+                if route.secured:
+                    need = route.roles[method.upper()]
+                    assert op["x-wayport-role"] == need.label, (path, method)
+                    assert op["security"] == [{"bearer": []}], (path, method)
+                    assert f"``{need.label}``" in op["description"]
+                elif path != "/metrics" and not path.startswith("/channels/{name}/"):
+                    assert op["security"] == [], (path, method)
+    operations = {(p, m) for p, item in doc["paths"].items() for m in item}
+    assert operations == expected
+    # every exclusion is used, and only the console is left out
+    assert {p for p in UNDOCUMENTED if any(undocumented(n) for n in left_out)} == set(UNDOCUMENTED)
+    assert left_out and all(n.startswith("/console") for n in left_out)
+    assert len(operations) >= 45
+
+
+async def test_full_document_is_consistent(tmp_path: Path) -> None:
+    doc = await fetch_document(build_everything(tmp_path).mounted)
+    assert doc["info"]["version"] == VERSION
+    schemas = doc["components"]["schemas"]
+    for schema in schemas.values():
+        jsonschema.Draft202012Validator.check_schema(schema)
+    for ref in refs(doc):
+        prefix, _, name = ref.rpartition("/")
+        if prefix == "#/components/schemas":
+            assert name in schemas, ref
+        else:
+            assert ref == "#/components/headers/RequestId"
+    for path, item in doc["paths"].items():
+        params = {p["name"] for op in item.values() for p in op.get("parameters", ())}
+        for name in path.split("{")[1:]:
+            assert name.partition("}")[0] in params, path
+        for method, op in item.items():
+            assert op["summary"], (path, method)
+            assert any(s in op["responses"] for s in ("200", "201", "202")), (path, method)
+            for status, answer in op["responses"].items():
+                assert "x-request-id" in answer["headers"], (path, method, status)
+                if status >= "400" and (path, status) != ("/readyz", "503"):
+                    schema = answer["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/ErrorBody"}
+    paths = doc["paths"]
+    webhook = paths["/channels/{name}/webhook"]["post"]
+    assert webhook["security"] == [] and "signature" in webhook["description"]
+    hook = paths["/hooks/workflows/{name}"]["post"]
+    assert hook["security"] == [] and "signature" in hook["description"]
+    assert paths["/v1/admin/tenants"]["post"]["x-wayport-role"] == Role.OWNER.label
+    assert paths["/v1/admin/keys"]["get"]["x-wayport-role"] == Role.ADMIN.label
+    assert paths["/v1/usage"]["get"]["x-wayport-role"] == Role.VIEWER.label
+    assert paths["/v1/releases"]["post"]["x-wayport-role"] == Role.DEPLOYER.label
+    messages = paths["/channels/{name}/messages"]["post"]
+    assert messages["x-wayport-role"] == Role.USER.label
+    assert messages["security"] == [{"bearer": []}, {}]  # the key, unless the chat is public
+    assert set(paths["/channels/{name}/"]["get"]["responses"]["200"]["content"]) == {"text/html"}
+    assert schemas["KeyBody"]["properties"]["role"]["type"] == "string"
+    assert "WorkflowApproveBody" in schemas and "ApproveBody" in schemas

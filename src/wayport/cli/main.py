@@ -8,6 +8,7 @@ commands, so ``wayport version`` and ``wayport --help`` start fast.
 from __future__ import annotations
 
 import asyncio
+import json  # limits and usage
 from pathlib import Path
 from typing import Annotated
 
@@ -241,3 +242,159 @@ def schema() -> None:
 def version() -> None:
     """Print the version."""
     out().print(f"wayport {__version__}")
+
+
+# BEGIN security parts 6-9: doctor, privacy, encryption at rest
+@app.command()
+def doctor(config: ConfigOption = None) -> None:
+    """Audit a configuration for unsafe settings (exit code 1 when any is high)."""
+    from wayport.cli.doctor import doctor as run
+
+    raise typer.Exit(run(config))
+
+
+def _privacy_commands() -> None:
+    from wayport.cli.privacy import privacy_app, store_app
+
+    app.add_typer(privacy_app, name="privacy")
+    app.add_typer(store_app, name="store")
+
+
+_privacy_commands()
+# END security parts 6-9
+
+# BEGIN security parts 1, 2, 5: keys and the audit log
+from wayport.cli.audit import audit_app  # noqa: E402 - typer only; commands import lazily
+from wayport.cli.keys import keys_app  # noqa: E402
+
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+# END security parts 1, 2, 5
+
+# deployment artefacts (scale-out issue)
+from wayport.cli.deploy import deploy_app  # noqa: E402 - typer only; commands import lazily
+
+app.add_typer(deploy_app, name="deploy")
+
+
+# BEGIN workflows: wayport runs
+@app.command()
+def runs(
+    run_id: Annotated[str | None, typer.Argument(help="One run: show its steps.")] = None,
+    url: Annotated[
+        str, typer.Option(envvar="WAYPORT_URL", help="The running server.")
+    ] = "http://127.0.0.1:8080",
+    api_key: ApiKeyOption = None,
+    workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="Only runs in this status (waiting, failed …).")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="How many runs to list.")] = 20,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="With a run id: redraw until it finishes.")
+    ] = False,
+) -> None:
+    """List workflow runs, or show one run's progress step by step (live with --watch)."""
+    from wayport.cli.runs import show_runs
+
+    try:
+        code = asyncio.run(
+            show_runs(
+                url,
+                api_key=api_key,
+                run_id=run_id,
+                workflow=workflow,
+                status=status,
+                limit=limit,
+                watch=watch,
+            )
+        )
+    except WayportError as exc:
+        fail(exc.message)
+    raise typer.Exit(code)
+
+
+# END workflows
+
+
+# BEGIN limits and usage
+@app.command()
+def usage(
+    group_by: Annotated[
+        str,
+        typer.Option(
+            "--group-by", "-g", help="model, agent, key, user, tenant, session, run, kind or day."
+        ),
+    ] = "model",
+    since: Annotated[
+        str | None, typer.Option(help="From this time: epoch seconds or ISO 8601 (UTC).")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Up to (not including) this time.")] = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")] = "table",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+    records: Annotated[
+        bool, typer.Option("--records", help="Export every record instead of totals.")
+    ] = False,
+    tenant: Annotated[str, typer.Option(help="Tenant (reading the store directly).")] = "default",
+    url: Annotated[
+        str | None, typer.Option(help="Ask a running server (its key's tenant) instead.")
+    ] = None,
+    api_key: ApiKeyOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Usage and cost from the ledger: a table with totals, or CSV/JSON for spreadsheets."""
+    from wayport.cli import usage as u
+    from wayport.config.loader import load_config
+    from wayport.core.usage import GROUPS
+    from wayport.server.usage_api import time_param
+
+    if format not in ("table", "csv", "json"):
+        fail("--format must be table, csv or json")
+    if group_by not in GROUPS:
+        fail(f"--group-by must be one of {', '.join(GROUPS)}")
+    if records and (url or format == "table"):
+        fail("--records exports from the store: give --format csv or json, without --url")
+    try:
+        if url:
+            body = asyncio.run(u.remote_totals(url, api_key, group_by, since, until))
+            rows, total = body["data"], body["total"]
+        else:
+            query = {k: [v] for k, v in (("since", since), ("until", until)) if v}
+            start, end = time_param(query, "since"), time_param(query, "until")
+            cfg = load_config(config, bind_check=False)
+            if records:
+                with u.progress_bar() as bar:
+                    found = asyncio.run(u.local_records(cfg, tenant, start, end, bar))
+                data = u.record_rows(found)
+                columns = list(data[0]) if data else []
+                text = u.rows_csv(data, columns) if format == "csv" else json.dumps(data, indent=2)
+                u.write(text + ("\n" if format == "json" else ""), output)
+                return
+            rows, total = u.totals_body(
+                asyncio.run(u.local_totals(cfg, tenant, group_by, start, end))
+            )
+    except ConfigError as exc:
+        fail(f"invalid configuration:\n{exc.message}")
+    except WayportError as exc:
+        fail(exc.message)
+    if format == "table" and output is None:
+        out().print(u.table(rows, total, group_by))
+    elif format == "csv" or format == "table":
+        u.write(u.rows_csv([*rows, total], u.COLUMNS), output)
+    else:
+        payload = {"group_by": group_by, "data": rows, "total": total}
+        u.write(json.dumps(payload, indent=2) + "\n", output)
+
+
+# END limits and usage
+
+
+# BEGIN releases: wayport release …, wayport eval SUITE.yaml
+from wayport.cli.eval import eval_command  # noqa: E402 - typer only; commands import lazily
+from wayport.cli.release import release_app  # noqa: E402
+
+app.add_typer(release_app, name="release")
+app.command("eval")(eval_command)
+# END releases

@@ -20,7 +20,8 @@ import uvicorn
 from rich.markup import escape
 
 from wayport import __version__
-from wayport.cli.console import EXIT_REFUSED, busy, err, out
+from wayport.cli.console import EXIT_REFUSED, err, out
+from wayport.cli.progress import loading_models
 from wayport.config.checks import check_bind
 from wayport.config.issues import UnsafeBind
 from wayport.config.loader import load_config
@@ -111,15 +112,21 @@ def serve(options: ServeOptions) -> int:
             log_config=None,  # keep the JSON handlers configure_logging installed
             log_level=config.server.log_level,
             server_header=False,
+            # forwarded headers are honoured by the app, only from server.trusted_proxies
+            proxy_headers=False,
             timeout_graceful_shutdown=math.ceil(drain),
         )
-        with busy("Loading models…") as loaded:
+        with loading_models(runtime.backends) as loaded:  # a bar: deployments ready so far
             server = _Server(
                 uv_config,
                 on_ready=lambda bound: _ready(config, host, bound, loaded),
                 on_drain=lambda: log.info("draining in-flight requests", timeout_s=drain),
             )
-            server.run()
+            try:
+                server.run()
+            finally:
+                if runtime.tracing is not None:
+                    runtime.tracing.shutdown()  # observability: flush spans to the collector
         if not server.started:
             return 3  # uvicorn's STARTUP_FAILURE; it exits itself on most such paths
         return 0
@@ -141,6 +148,8 @@ def _ready(config: WayportConfig, host: str, port: int, loaded: Callable[[], Non
     if config.server.metrics:
         console.print(f"  metrics    {base}/metrics")
     console.print(f"  health     {base}/healthz  {base}/readyz")
+    if config.telemetry.console:
+        console.print(f"  console    {base}/console")
     console.print(f"  docs       {base}/openapi.json (OpenAPI)")
     console.print(f"  try it     wayport chat --url {base}")
     if host in ("0.0.0.0", "::"):

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import Field, RootModel, ValidationInfo, field_validator, model_validator
 
-from wayport.config.deployments import Section, resolve_path
+from wayport.config.deployments import OptionalSecret, Section, resolve_path
 from wayport.core.agent import AgentSpec, ContextPolicy, Limits, QueueMode, SessionScope
 from wayport.core.errors import ConfigError
 from wayport.runtime.tools.mcp import McpServerConfig
@@ -54,6 +54,18 @@ class StoreConfig(Section):
     url: str | None = Field(
         default=None,
         description="null: SQLite file in state_dir; postgresql+asyncpg://… for Postgres.",
+    )
+    # --- privacy and encryption at rest (docs/privacy.md) ---
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="Delete sessions (and their messages, runs, steps) idle this many days; "
+        "null: keep forever.",
+    )
+    encryption_keys: OptionalSecret = Field(
+        default=None,
+        description="kid:base64key,… (AES-256, first: active) sealing contents at rest; "
+        "default: the WAYPORT_ENCRYPTION_KEYS environment variable.",
     )
 
 

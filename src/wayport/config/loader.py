@@ -3,6 +3,11 @@
     config = load_config("wayport.yaml")          # or load_config() for ./wayport.yaml/defaults
     config = parse_config(text, env={"KEY": "…"})  # tests: no file, explicit environment
 
+Secrets come from the environment (``${VAR}``) or from files: ``NAME_FILE=/run/secrets/x``
+stands for ``NAME`` wherever a variable is read (:mod:`wayport.config.secrets`). Every secret
+read is registered with :func:`wayport.core.redaction.register`, so it never reaches a log
+line, trace or error body.
+
 Every problem is reported with file, line and field path, all at once, as an
 :class:`~wayport.config.issues.InvalidConfig`; a non-loopback bind without a key raises
 :class:`~wayport.config.issues.UnsafeBind`. Both are ``ConfigError``: nothing half-starts.
@@ -29,8 +34,11 @@ from wayport.config.issues import (
     raise_if_any,
 )
 from wayport.config.schema import BUILTIN_BACKENDS, WayportConfig
+from wayport.config.secrets import SecretEnv
 from wayport.core.errors import ConfigError
+from wayport.core.redaction import register
 from wayport.models.registry import BackendRegistry
+from wayport.store import sealing
 
 CONFIG_FILENAME = "wayport.yaml"
 _STR = "tag:yaml.org,2002:str"
@@ -99,6 +107,7 @@ def parse_config(
     points); relative paths are taken relative to ``base_dir``. ``bind_check=False`` skips
     the bind-address check, for commands that load the configuration without listening.
     """
+    env = env if isinstance(env, SecretEnv) else SecretEnv(env)  # NAME_FILE secrets too
     if text is None:
         data: object = {}
         source = SourceMap(file=None)
@@ -118,11 +127,33 @@ def parse_config(
     if config.server.api_key is None and env.get(checks.KEY_ENV):
         server = config.server.model_copy(update={"api_key": SecretStr(env[checks.KEY_ENV])})
         config = config.model_copy(update={"server": server})
+    config = _with_encryption_keys(config, env, source)
+    # every credential read is masked in logs, traces and error bodies from now on
+    register([*config.secrets(), *env.secrets])
     host = config.server.host
     if bind_check and config.server.api_key is None and not checks.is_loopback(host):
         raise UnsafeBind(
             source.format(Issue(path=("server", "host"), message=checks.unsafe_bind_message(host)))
         )
+    return config
+
+
+def _with_encryption_keys(
+    config: WayportConfig, env: Mapping[str, str], source: SourceMap
+) -> WayportConfig:
+    """``store.encryption_keys``, else ``WAYPORT_ENCRYPTION_KEYS``: checked here, so a bad
+    key stops the start with a message (that never quotes key material)."""
+    keys = config.store.encryption_keys
+    if keys is None and env.get(sealing.ENV):
+        keys = SecretStr(env[sealing.ENV])
+        store = config.store.model_copy(update={"encryption_keys": keys})
+        config = config.model_copy(update={"store": store})
+    if keys is not None:
+        try:
+            sealing.Sealer.parse(keys.get_secret_value())
+        except ConfigError as exc:
+            issue = Issue(path=("store", "encryption_keys"), message=exc.message)
+            raise InvalidConfig([source.format(issue)]) from None
     return config
 
 

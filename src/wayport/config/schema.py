@@ -9,6 +9,7 @@ The deployment kinds live in :mod:`wayport.config.deployments`.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -17,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -31,6 +33,8 @@ from wayport.config.agents import (
     ToolConfig,
     default_agents,
 )
+from wayport.config.channels import ChannelConfig, OutboxConfig  # channels
+from wayport.config.cluster import ClusterConfig, RedisConfig  # scale-out
 from wayport.config.deployments import (
     BUILTIN_BACKENDS,
     DEPLOYMENT_TAGS,
@@ -45,7 +49,12 @@ from wayport.config.deployments import (
     backend_tag,
     resolve_path,
 )
+from wayport.config.limits import LimitsConfig, PriceConfig, price_table  # limits and usage
+from wayport.config.releases import ReleasesConfig  # releases
+from wayport.config.webhooks import WebhooksConfig
+from wayport.config.workflows import WorkflowConfig  # workflows
 from wayport.core.agent import AgentSpec
+from wayport.core.pricing import PriceTable  # limits and usage
 from wayport.core.routing import (
     CircuitPolicy,
     ModelGroup,
@@ -72,6 +81,7 @@ __all__ = [
     "RouterConfig",
     "ServerConfig",
     "StoreConfig",
+    "TelemetryConfig",
     "Timeouts",
     "ToolConfig",
     "WayportConfig",
@@ -103,11 +113,70 @@ class ServerConfig(Section):
     drain_timeout: float = Field(
         default=30.0, ge=0, description="Seconds SIGTERM waits for in-flight requests and streams."
     )
+    # --- network safety (docs/hardening.md) ---
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Proxy addresses/CIDRs whose X-Forwarded-For/-Proto are believed; "
+        "none: the peer address is the client.",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed by CORS (https://app.example.com); none: CORS off.",
+    )
+    outbound_allow: list[str] = Field(
+        default_factory=list,
+        description="Private addresses/CIDRs that tools and webhooks may reach (SSRF guard "
+        "exceptions); none: only public addresses.",
+    )
+
+    @field_validator("trusted_proxies", "outbound_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if item != "*" and (
+                not item.startswith(("http://", "https://")) or item.rstrip("/") != item
+            ):
+                raise ValueError(f"{item!r} is not an origin like https://app.example.com")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+
+class TelemetryConfig(Section):
+    """Traces (OpenTelemetry, GenAI conventions) and the console's in-memory charts."""
+
+    traces: bool = Field(
+        default=True,
+        description="Record spans (HTTP, agent runs, model and tool calls); the console shows "
+        "recent traces, and they are exported when otlp_endpoint is set.",
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP collector base URL (e.g. http://127.0.0.1:4318); "
+        "spans are posted to <endpoint>/v1/traces.",
+    )
+    otlp_headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="Headers sent to the collector (credentials)."
+    )
+    service_name: str = Field(default="wayport", min_length=1)
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0, description="Share of traces kept.")
+    console: bool = Field(default=True, description="Serve the web console on /console.")
+    timeseries_minutes: int = Field(
+        default=1440, ge=1, le=10080, description="Minutes of per-minute aggregates kept."
+    )
 
 
 class DeploymentRef(Section):
@@ -211,6 +280,7 @@ class WayportConfig(Section):
     deployments: dict[str, Deployment] = Field(default_factory=_default_deployments)
     models: dict[str, ModelConfig] = Field(default_factory=_default_models)
     router: RouterConfig = Field(default_factory=RouterConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     tools: dict[str, ToolConfig] = Field(
         default_factory=dict, description="Tools agents may call, by name."
@@ -218,6 +288,33 @@ class WayportConfig(Section):
     agents: dict[str, AgentConfig] = Field(
         default_factory=dict,
         description="Agents by name; none: 'assistant' on the first model.",
+    )
+    # --- channels ---
+    channels: dict[str, ChannelConfig] = Field(
+        default_factory=dict, description="Chat platforms and webhooks agents answer on."
+    )
+    channel_outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    # --- end channels ---
+    # --- limits and usage ---
+    limits: LimitsConfig = Field(
+        default_factory=LimitsConfig,
+        description="Rate limits and budgets per tenant, key, user and agent.",
+    )
+    pricing: dict[str, PriceConfig] = Field(
+        default_factory=dict,
+        description="USD per 1M tokens by model name or pattern; overrides the defaults.",
+    )
+    # --- end limits and usage ---
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)  # run completion webhooks
+    # --- scale-out (docs/scaling.md) ---
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    # --- end scale-out ---
+    workflows: dict[str, WorkflowConfig] = Field(  # workflows
+        default_factory=dict, description="Durable multi-step workflows by name."
+    )
+    releases: ReleasesConfig = Field(  # releases
+        default_factory=ReleasesConfig, description="How new agent versions roll out."
     )
 
     @field_validator("state_dir", mode="before")
@@ -253,6 +350,15 @@ class WayportConfig(Section):
     def groups(self) -> tuple[ModelGroup, ...]:
         return tuple(cfg.group(name) for name, cfg in self.models.items())
 
+    def price_table(self) -> PriceTable:
+        """Prices by public model name (``pricing``, else the defaults for the upstream model
+        of the group's first deployment; the embedded model is free)."""
+        upstream: dict[str, str | None] = {}
+        for name, model in self.models.items():
+            deployment = self.deployments.get(model.deployments[0].name)
+            upstream[name] = getattr(deployment, "model", None)
+        return price_table(self.pricing, upstream)
+
     def agent_specs(self) -> list[AgentSpec]:
         """The runtime definitions of the agents (the default ``assistant`` when the file
         defines none). Raises ``ConfigError`` for an agent naming an MCP server whose tools
@@ -265,7 +371,32 @@ class WayportConfig(Section):
         found = [self.server.api_key.get_secret_value()] if self.server.api_key else []
         for deployment in self.deployments.values():
             found.extend(deployment.secrets())
+        for channel in self.channels.values():  # channels
+            found.extend(channel.secrets())
+        if self.store.encryption_keys is not None:  # the whole value and each key in it
+            keys = self.store.encryption_keys.get_secret_value()
+            found.append(keys)
+            found.extend(part.partition(":")[2].strip() for part in keys.split(","))
+        for tool in self.tools.values():  # credentials in tool headers and env entries
+            found.extend(_tool_secrets(tool.root))
+        found.extend(v.get_secret_value() for v in self.telemetry.otlp_headers.values())
+        if self.webhooks.secret is not None:
+            found.append(self.webhooks.secret.get_secret_value())
+        if self.redis.url is not None:  # scale-out: the URL may carry a password
+            found.append(self.redis.url.get_secret_value())
         return tuple(dict.fromkeys(found))
+
+
+def _tool_secrets(fields: object, key: str = "") -> list[str]:
+    """Values under ``headers``/``env`` and under keys naming a credential, at any depth."""
+    if isinstance(fields, dict):
+        return [s for k, v in fields.items() for s in _tool_secrets(v, f"{key}.{k}".lower())]
+    if isinstance(fields, list):
+        return [s for v in fields for s in _tool_secrets(v, key)]
+    if isinstance(fields, str):
+        words = ("headers.", "env.", "key", "token", "secret", "password", "authorization")
+        return [fields] if any(w in key for w in words) else []
+    return []
 
 
 def json_schema() -> dict[str, Any]:

@@ -146,6 +146,7 @@ def fit_newest(
     available: int,
     *,
     keep_last_unit: bool = False,
+    total: int | None = None,
 ) -> int:
     """Index ``i`` such that ``history[i:]`` is the longest run of whole newest units whose
     ``costs`` sum to at most ``available``. ``history[i]`` is never a tool message: tool
@@ -153,8 +154,13 @@ def fit_newest(
     the newest unit is kept whatever it costs (the pending turn carries its tool results).
 
     Walks back from the end only as far as the budget reaches, so its cost follows the
-    window, not the history.
+    window, not the history. Given ``total`` (``sum(costs)``, which a cache keeps anyway) it
+    walks from the front instead, dropping the oldest units until the rest fits: the same
+    answer for the cost of what is dropped (a cache holding about a window's worth drops one
+    turn or two, where the walk back visits every message of the window).
     """
+    if total is not None:
+        return _drop_oldest(history, costs, available, keep_last_unit, total)
     used = 0
     start = len(history)
     unit = 0
@@ -170,6 +176,33 @@ def fit_newest(
         unit = 0
         start = i
     return start
+
+
+def _drop_oldest(
+    history: Sequence[Message],
+    costs: Sequence[int],
+    available: int,
+    keep_last_unit: bool,
+    total: int,
+) -> int:
+    """``fit_newest`` from the front: costs are never negative, so the longest fitting run
+    of newest units is what is left after dropping the oldest units until the rest fits."""
+    n = len(history)
+    i = 0
+    while i < n and history[i]["role"] == "tool":  # a cut-off unit: never shown
+        total -= costs[i]
+        i += 1
+    while i < n and total > available:
+        end = i + 1
+        unit = costs[i]
+        while end < n and history[end]["role"] == "tool":
+            unit += costs[end]
+            end += 1
+        if keep_last_unit and end == n:
+            break  # the newest unit stays whatever it costs
+        total -= unit
+        i = end
+    return i
 
 
 def compaction_cut(history: Sequence[Message], keep_recent_turns: int) -> int:
@@ -200,12 +233,14 @@ def assemble(
     pending: Sequence[Message],
     pending_tokens: int,
     budget: int,
+    history_tokens: int | None = None,
 ) -> tuple[list[Message], int]:
     """The window and its estimated tokens: the system message (left out when empty), the
     newest history units that fit what the system message and ``pending`` leave of
     ``budget``, then ``pending``. ``pending`` and the system message are always there, even
     past the budget: dropping either would change what is asked. When ``pending`` opens with
     tool results, the call they answer (the newest history unit) is kept too.
+    ``history_tokens``: ``sum(costs)`` when the caller keeps it (see ``fit_newest``).
 
     >>> window, used = assemble(system="Be brief.", system_tokens=4,
     ...     history=[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
@@ -215,11 +250,13 @@ def assemble(
     """
     available = budget - system_tokens - pending_tokens
     answers_call = bool(pending) and pending[0]["role"] == "tool"
-    start = fit_newest(history, costs, available, keep_last_unit=answers_call)
+    start = fit_newest(history, costs, available, keep_last_unit=answers_call, total=history_tokens)
     window: list[Message] = [{"role": "system", "content": system}] if system else []
     window.extend(history[start:])
     window.extend(pending)
-    used = (system_tokens if system else 0) + sum(costs[start:]) + pending_tokens
+    # with history_tokens, what was dropped is the short part to add up
+    shown = sum(costs[start:]) if history_tokens is None else history_tokens - sum(costs[:start])
+    used = (system_tokens if system else 0) + shown + pending_tokens
     return window, used
 
 

@@ -12,6 +12,7 @@ OpenAI-style error body::
     ├── NotFound                         404 not_found_error
     ├── Conflict                         409 conflict_error
     ├── RateLimited                      429 rate_limit_error (Retry-After)
+    │   └── BudgetExceeded               429 budget_exceeded
     ├── BackendError                     502 upstream_error        (retriable)
     │   ├── BackendTimeout               504 timeout_error         (retriable)
     │   ├── BackendUnavailable           503 service_unavailable   (retriable, Retry-After)
@@ -112,6 +113,12 @@ class RateLimited(WayportError):
     status = 429
     type = "rate_limit_error"
     default_code = "rate_limit_exceeded"
+
+
+class BudgetExceeded(RateLimited):
+    """A spend budget (per day or month) has no room for the request."""
+
+    default_code = "budget_exceeded"
 
 
 class BackendError(WayportError):

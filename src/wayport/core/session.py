@@ -8,7 +8,7 @@ checkpoints, so a run resumed after a crash skips what it already finished::
     >>> RunStatus.RUNNING in RUN_TRANSITIONS[RunStatus.QUEUED]
     True
     >>> sorted(s.value for s in leaving_for(RunStatus.QUEUED))  # who may be (re)queued
-    ['requires_action', 'running']
+    ['requires_action', 'requires_approval', 'running']
     >>> RunStatus.COMPLETED.finished
     True
 
@@ -45,6 +45,9 @@ class RunStatus(StrEnum):
     QUEUED = "queued"  #: waiting for a worker to claim it
     RUNNING = "running"  #: claimed by a worker, which heartbeats while it works
     REQUIRES_ACTION = "requires_action"  #: waiting on the client (tool output, an approval)
+    #: paused before a tool marked ``requires_approval``; ``POST /v1/runs/{id}/approve``
+    #: queues it again (its ``output`` lists the calls under ``pending_approval``)
+    REQUIRES_APPROVAL = "requires_approval"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -52,6 +55,11 @@ class RunStatus(StrEnum):
     @property
     def finished(self) -> bool:
         return self in _FINISHED
+
+    @property
+    def waiting(self) -> bool:
+        """Paused until the client acts: nothing happens to the run until it does."""
+        return self in (RunStatus.REQUIRES_ACTION, RunStatus.REQUIRES_APPROVAL)
 
 
 _FINISHED = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
@@ -65,6 +73,7 @@ RUN_TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = MappingProxyType(
             {
                 RunStatus.QUEUED,
                 RunStatus.REQUIRES_ACTION,
+                RunStatus.REQUIRES_APPROVAL,
                 RunStatus.COMPLETED,
                 RunStatus.FAILED,
                 RunStatus.CANCELLED,
@@ -72,6 +81,10 @@ RUN_TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = MappingProxyType(
         ),
         # the client answered: queue it again so that any worker may carry on
         RunStatus.REQUIRES_ACTION: frozenset(
+            {RunStatus.QUEUED, RunStatus.FAILED, RunStatus.CANCELLED}
+        ),
+        # approved or denied (or cancelled): queued again, the runner acts on the decision
+        RunStatus.REQUIRES_APPROVAL: frozenset(
             {RunStatus.QUEUED, RunStatus.FAILED, RunStatus.CANCELLED}
         ),
         RunStatus.COMPLETED: frozenset(),
@@ -173,6 +186,9 @@ class Run:
     claimed_by: str | None = None  #: the worker holding it while it is ``RUNNING``
     heartbeat_at: float | None = None
     agent_version: str = ""
+    #: when a worker first began executing it (wall clock); ``run_timeout`` counts from here,
+    #: across resumes. ``None`` until then.
+    started_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -195,3 +211,35 @@ class StepRecord:
     step: RunStep
     messages: Sequence[StoredMessage] = ()
     replayed: bool = False  #: the step was already stored under the same idempotency key
+
+
+# --- batched checkpoints (RunStore.checkpoint) ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewStep:
+    """A finished step to checkpoint, with the messages it adds to the history."""
+
+    step_no: int
+    kind: StepKind
+    payload: Json = None
+    messages: Sequence[NewMessage] = ()
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunEnd:
+    """Where a checkpoint leaves the run: ``RUNNING`` moves to ``status``, dropping its claim."""
+
+    status: RunStatus
+    output: Json = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Checkpoint:
+    """What ``RunStore.checkpoint`` stored, in one transaction."""
+
+    run: Run  #: the run as the checkpoint left it
+    inbound: Sequence[StoredMessage] = ()
+    steps: Sequence[StepRecord] = ()

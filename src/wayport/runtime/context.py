@@ -21,6 +21,7 @@ message: with several replicas, a session must be served by one of them at a tim
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -49,6 +50,8 @@ _PAGE = 256  #: messages per history read while filling a cache entry
 _ENTRY_BYTES = 1024  #: an entry's own objects (dataclass, lists, key), measured roughly
 _MESSAGE_BYTES = 320  #: a cached message's dict, list slots and ints, without its text
 _CALL_BYTES = 400  #: one tool call's nested dicts
+_WARM_OBSERVATIONS = 32  #: calls a model's estimate learns from before it samples
+_SAMPLE_EVERY = 16  #: afterwards, one call in this many recalibrates
 
 
 class TokenCounter(Protocol):
@@ -83,8 +86,17 @@ class EstimatingCounter:
         self._rate = rate
 
     def count(self, messages: Sequence[Message]) -> int:
-        ratio, extra = self.chars_per_token, self._per_message
-        return sum(estimate_tokens(len(message_text(m)), ratio, extra) for m in messages)
+        # ``estimate_tokens(len(message_text(m)), …)`` summed, with the common case (text
+        # content, no tool calls) inlined: calibration counts whole prompts
+        ratio, ceil = self.chars_per_token, math.ceil
+        total = self._per_message * len(messages)
+        for m in messages:
+            content = m.get("content")
+            if type(content) is str and "tool_calls" not in m:
+                total += ceil(len(content) / ratio)
+            else:
+                total += estimate_tokens(len(message_text(m)), ratio, 0)
+        return total
 
     def observe(self, estimated: int, reported: int) -> None:
         self.chars_per_token = calibrated_ratio(
@@ -271,6 +283,7 @@ class ContextEngine:
         self._clock: Clock = clock or _WallClock()
         self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
         self._bytes = 0
+        self._observations: dict[str, int] = {}  #: calibration calls seen, per model
         self._hits = self._misses = self._evictions = 0
 
     async def window(
@@ -300,6 +313,7 @@ class ContextEngine:
             pending=shown,
             pending_tokens=counter.count(shown) if shown else 0,
             budget=budget,
+            history_tokens=entry.tokens,  # kept as sum(entry.costs): no walk over the window
         )
         self._settle((tenant, session_id), entry)
         return messages
@@ -320,6 +334,22 @@ class ContextEngine:
                 return
             self._push(entry, [stored], counter, front=False)
         self._settle(key, entry)
+
+    def observed(self, agent: AgentSpec, prompt: Sequence[Message], prompt_tokens: int) -> None:
+        """Calibrate the agent's model's counter from one call: ``prompt`` is the window the
+        model was sent, ``prompt_tokens`` what the backend reported for it. An estimate for a
+        remote model converges on its tokenizer; an exact counter has nothing to learn (and
+        is not asked to count again)."""
+        counter = self._counter_for(agent.model)
+        if prompt_tokens <= 0 or isinstance(counter, TokenizerCounter):
+            return
+        # counting the whole prompt again costs as much as assembling it: learn from every
+        # call while the estimate is young, then from one call in _SAMPLE_EVERY
+        seen = self._observations.get(agent.model, 0) + 1
+        self._observations[agent.model] = seen
+        if seen > _WARM_OBSERVATIONS and seen % _SAMPLE_EVERY:
+            return
+        counter.observe(counter.count(prompt), prompt_tokens)
 
     def forget(self, tenant: str, session_id: str) -> None:
         """Drop a session from the cache (deleted, edited elsewhere, or archived)."""

@@ -17,6 +17,8 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from wayport.core.agent import RunEvent, RunFinished
+from wayport.ports import Bus
+from wayport.runtime.event_codec import decode, encode
 
 
 class RunChannel:
@@ -59,15 +61,25 @@ class RunChannel:
 
 class RunEvents:
     """The channels of the runs in flight here. A run's channel is dropped when it finishes;
-    followers holding it still read to the end, later ones read the store instead."""
+    followers holding it still read to the end, later ones read the store instead.
 
-    def __init__(self) -> None:
+    With a ``bus`` (scale-out: replicas share the work) events go to the run's log on the
+    bus instead, and every channel is fed from that log, whichever replica executes the run:
+    a follower here replays the run from its first event and follows it live."""
+
+    def __init__(self, bus: Bus | None = None) -> None:
         self._channels: dict[str, RunChannel] = {}
+        self._bus = bus
+        self._readers: dict[str, asyncio.Task[None]] = {}
 
     def open(self, run_id: str) -> RunChannel:
         channel = self._channels.get(run_id)
         if channel is None:
             channel = self._channels[run_id] = RunChannel()
+            if self._bus is not None:
+                self._readers[run_id] = asyncio.create_task(
+                    self._relay(self._bus, run_id, channel), name=f"events-{run_id}"
+                )
         return channel
 
     def get(self, run_id: str) -> RunChannel | None:
@@ -76,8 +88,30 @@ class RunEvents:
     def discard(self, run_id: str) -> None:
         """Drop a channel opened for a run that was never stored."""
         self._channels.pop(run_id, None)
+        reader = self._readers.pop(run_id, None)
+        if reader is not None:
+            reader.cancel()
 
     def emit(self, run_id: str, event: RunEvent) -> None:
+        if self._bus is not None:
+            self._bus.append(run_id, encode(event), last=isinstance(event, RunFinished))
+            return
         self.open(run_id).emit(event)
         if isinstance(event, RunFinished):
             del self._channels[run_id]
+
+    def close(self) -> None:
+        """Stop relaying from the bus (shutdown); followers see no further events."""
+        for reader in self._readers.values():
+            reader.cancel()
+        self._readers.clear()
+
+    async def _relay(self, bus: Bus, run_id: str, channel: RunChannel) -> None:
+        try:
+            async for data in bus.read(run_id):
+                channel.emit(decode(data))
+        finally:
+            if self._channels.get(run_id) is channel:
+                del self._channels[run_id]
+            if self._readers.get(run_id) is asyncio.current_task():
+                del self._readers[run_id]

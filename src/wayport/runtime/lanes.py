@@ -13,6 +13,10 @@ Admission is decided when a run is submitted, before it is stored; execution wai
 full); under ``INTERRUPT`` it returns the runs to cancel at their next safe point. Turns are
 granted in the order they are asked for (``asyncio.Lock`` is FIFO), which is the order the
 worker claims runs: oldest first.
+
+A run paused for approval keeps the lane (``hold``): the session's later runs wait behind it
+(or are refused, or interrupt it, by the queue mode), so a tool call and its result stay
+adjacent in the history. Its next turn (approved, denied or cancelled) takes the hold back.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ class _Lane:
     #: admitted and not yet finished, in admission order (the active one first)
     pending: dict[str, None] = field(default_factory=dict)
     active: str | None = None
+    held: str | None = None  #: a run paused for approval: the lane waits for it
+    unheld: asyncio.Event = field(default_factory=asyncio.Event)  #: set while nothing is held
 
 
 class Lanes:
@@ -66,7 +72,23 @@ class Lanes:
         if lane is None:
             return
         lane.pending.pop(run_id, None)
+        if lane.held == run_id:
+            _unhold(lane)
         self._drop_if_idle(session_id, lane)
+
+    def hold(self, session_id: str, run_id: str) -> None:
+        """``run_id`` paused (waiting for approval): keep the lane for it; later runs of the
+        session wait until its next turn ends, ``release`` forgets it."""
+        lane = self._lanes.get(session_id)
+        if lane is None:
+            lane = self._lanes[session_id] = _Lane()
+        lane.pending.setdefault(run_id, None)
+        lane.held = run_id
+        lane.unheld = asyncio.Event()
+
+    def held(self, session_id: str) -> str | None:
+        lane = self._lanes.get(session_id)
+        return lane.held if lane is not None else None
 
     def pending(self, session_id: str) -> list[str]:
         lane = self._lanes.get(session_id)
@@ -81,16 +103,31 @@ class Lanes:
             lane = self._lanes[session_id] = _Lane()
         lane.pending.setdefault(run_id, None)
         try:
-            async with lane.lock:
+            while True:
+                while lane.held is not None and lane.held != run_id:
+                    await lane.unheld.wait()
+                await lane.lock.acquire()
+                if lane.held is None or lane.held == run_id:
+                    break
+                lane.lock.release()  # a run paused while this one waited for the lock
+            try:
+                if lane.held == run_id:
+                    _unhold(lane)  # resumed; ``hold`` again if it pauses again
                 lane.active = run_id
-                try:
-                    yield
-                finally:
-                    lane.active = None
+                yield
+            finally:
+                lane.active = None
+                lane.lock.release()
         finally:
-            lane.pending.pop(run_id, None)
+            if lane.held != run_id:
+                lane.pending.pop(run_id, None)
             self._drop_if_idle(session_id, lane)
 
     def _drop_if_idle(self, session_id: str, lane: _Lane) -> None:
         if not lane.pending and not lane.lock.locked() and self._lanes.get(session_id) is lane:
             del self._lanes[session_id]
+
+
+def _unhold(lane: _Lane) -> None:
+    lane.held = None
+    lane.unheld.set()

@@ -6,18 +6,23 @@ answers or a limit is hit, with every finished step checkpointed in the store.
     finished = await runner.execute(run, agent, emit=print)   # run is RUNNING (claimed)
     finished.run.status, finished.run.output                  # completed, {"content": "…"}
 
-**Checkpoints.** Each model answer and each tool result is one ``RunStore.record_step`` (the
-step and the message it adds to the history, in one transaction). ``execute`` first replays the
-recorded steps, so a run resumed after a crash calls neither a model step nor a tool step that
-is already recorded; the step in flight at the crash runs again (at-least-once), and a tool
-sees the same idempotency key (``"{run_id}:{step_no}:{call_id}"``) both times.
+**Checkpoints.** Each model answer and each tool result is checkpointed before the next step
+begins: the step and the message it adds to the history, in one transaction
+(``RunStore.checkpoint``). ``execute`` first replays the recorded steps, so a run resumed after
+a crash calls neither a model step nor a tool step that is already recorded; the step in flight
+at the crash runs again (at-least-once), and a tool sees the same idempotency key
+(``"{run_id}:{step_no}:{call_id}"``) both times. A turn answered without tools costs one
+checkpoint: the input, the model step, the answer and the run's end, one commit.
 
 **The inbound message** travels in the run's ``input`` (stored before the client is answered)
-and joins the history when the run starts, under an idempotency key, so a queued run's message
-never lands between an earlier run's tool call and its answer.
+and joins the history with the run's first checkpoint, under an idempotency key (until then the
+model sees it as pending), so a queued run's message never lands between an earlier run's tool
+call and its answer.
 
 **Limits fail the run.** ``max_steps``, ``max_tool_calls`` and ``max_tokens_per_run`` are
-checked before each step and ``run_timeout`` bounds the whole attempt; hitting one fails the run
+checked before each step and ``run_timeout`` bounds the run from its first start
+(``Run.started_at``, kept across crashes and resumes; a wait for the client starts it anew);
+hitting one fails the run
 with an error naming it (an answer cut short is worse than a clear failure). What the run did so
 far stays in the history; tool calls left without a result get an error result first, so the
 history never holds a call without its answer. Cancelling (``stop()``) works the same way, at
@@ -28,10 +33,12 @@ registry's error as the tool result and continues; the tool is not executed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, cast, runtime_checkable
 
 from wayport.core.agent import (
     AgentSpec,
@@ -45,16 +52,19 @@ from wayport.core.agent import (
 )
 from wayport.core.errors import NotFound, WayportError
 from wayport.core.session import (
+    Checkpoint,
     Json,
     NewMessage,
+    NewStep,
     Run,
+    RunEnd,
     RunStatus,
     RunStep,
     StepKind,
     StoredMessage,
 )
 from wayport.core.types import ChatRequest, Chunk, Message, ToolCall, ToolDef, Usage
-from wayport.ports import RunStore, SessionStore
+from wayport.ports import RunObserver, RunStore, RunWatch, SessionStore
 
 __all__ = [
     "ChatModel",
@@ -100,6 +110,17 @@ class ContextWindow(Protocol):
     ) -> bool: ...
 
 
+@runtime_checkable
+class UsageObserver(Protocol):
+    """A context engine that calibrates its token estimate from reported usage
+    (``ContextEngine.observed``); the runner reports every model call's prompt tokens."""
+
+    def observed(self, agent: AgentSpec, prompt: Sequence[Message], prompt_tokens: int) -> None: ...
+
+
+Failover = Callable[[Run, AgentSpec], Awaitable[AgentSpec | None]]
+
+
 class ChatModel(Protocol):
     """What the loop needs of the model router (``Gateway`` and ``Router`` both fit)."""
 
@@ -138,6 +159,11 @@ class _Progress:
     pending: list[ToolCall] = field(default_factory=list)  #: calls still without a result
     answer: str | None = None
     answered: bool = False
+    inbound: list[NewMessage] = field(default_factory=list)  #: the input, not stored yet
+    final: Run | None = None  #: the run as the checkpoint that ended it left it
+    #: releases: ``{"attempted": candidate, "answered_by": stable}`` after a failover, kept
+    #: in the run's output (its ``agent_version`` becomes the stable one that answered)
+    failover: dict[str, Json] | None = None
 
     @classmethod
     def replay(cls, steps: Sequence[RunStep]) -> _Progress:
@@ -168,11 +194,18 @@ class _Progress:
     def usage(self) -> Usage:
         return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens)
 
+    def output(self, output: Json) -> Json:
+        """The run's output, with the failover that answered it (releases)."""
+        if self.failover is None:
+            return output
+        return {**(output if isinstance(output, dict) else {}), "failover": self.failover}
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Outcome:
     status: RunStatus
     error: str | None = None
+    output: Json = None  #: what a paused run shows (the calls awaiting approval)
 
 
 class Runner:
@@ -191,13 +224,23 @@ class Runner:
         tools: Tools,
         context: ContextWindow,
         context_window: int = 8192,
+        observer: RunObserver | None = None,
+        wall: Callable[[], float] = time.time,
+        failover: Failover | None = None,
     ) -> None:
+        """``wall``: the wall clock the store stamps runs with (``started_at``), which the
+        ``run_timeout`` deadline counts from. ``failover`` (releases): asked for another
+        definition when the model fails retriably before the run sent or did anything."""
+        self._failover = failover
         self._model = model
+        self._wall = wall
         self._sessions = sessions
         self._runs = runs
         self._tools = tools
         self._context = context
         self._context_window = context_window
+        self._observe_usage = context.observed if isinstance(context, UsageObserver) else None
+        self._observer: RunObserver = observer if observer is not None else _Unobserved()
 
     async def execute(
         self,
@@ -207,42 +250,122 @@ class Runner:
         emit: Callable[[RunEvent], None],
         stop: Callable[[], bool] = _never,
         worker: str | None = None,
+        fresh: bool = False,
+    ) -> RunFinished:
+        """``_execute``, watched by the observer (run metrics and the ``invoke_agent`` span).
+        ``fresh``: the run was created claimed a moment ago and has no steps to read back."""
+        with self._observer.run(run, agent) as watch:
+            first = True
+
+            def emitting(event: RunEvent) -> None:
+                nonlocal first
+                if first and isinstance(event, TextDelta):  # time to first token
+                    first = False
+                    watch.first_token()
+                emit(event)
+
+            event = await self._execute(
+                run, agent, emit=emitting, stop=stop, worker=worker, fresh=fresh
+            )
+            watch.finished(event)
+        return event
+
+    async def _execute(
+        self,
+        run: Run,
+        agent: AgentSpec,
+        *,
+        emit: Callable[[RunEvent], None],
+        stop: Callable[[], bool] = _never,
+        worker: str | None = None,
+        fresh: bool = False,
     ) -> RunFinished:
         """Carry ``run`` (``RUNNING``, claimed by ``worker``) to a finished status and return
         its last event (also emitted). Raises ``Conflict`` when the run was taken away (its
         claim lost) and ``StoreError`` when the store fails; the run then stays unfinished,
         for a later attempt."""
-        progress = _Progress.replay(await self._runs.steps(run.tenant_id, run.id))
+        steps = () if fresh else await self._runs.steps(run.tenant_id, run.id)
+        progress = _Progress.replay(steps)
         if progress.next_step == 1:
-            await self._add_input(run)
+            progress.inbound = _inbound(run)
         limit = agent.limits.run_timeout
-        deadline = asyncio.get_running_loop().time() + limit
+        if run.started_at is None:
+            # the first start, kept in the run: a resumed run keeps its deadline
+            run = (
+                await self._runs.checkpoint(
+                    run.tenant_id, run.id, started_at=self._wall(), worker=worker
+                )
+            ).run
+        began = run.started_at if run.started_at is not None else self._wall()
+        left = began + limit - self._wall()
+        deadline = asyncio.get_running_loop().time() + left
         try:
+            if left <= 0:
+                raise TimeoutError  # spent before a crash: no step starts
             async with asyncio.timeout_at(deadline):
-                outcome = await self._loop(run, agent, progress, emit, stop, worker, deadline)
+                halt = _always if _cancel_requested(run) else stop  # cancelled while paused
+                if self._failover is None:
+                    outcome = await self._loop(run, agent, progress, emit, halt, worker, deadline)
+                else:
+                    outcome = await self._loop_or_failover(
+                        run, agent, progress, emit, halt, worker, deadline
+                    )
         except TimeoutError:
             outcome = _Outcome(status=RunStatus.FAILED, error=f"run_timeout ({limit}s) reached")
         except _ModelFailed as exc:
             outcome = _failed(f"model failed: {exc}")
-        if outcome.status is not RunStatus.COMPLETED:
-            # A step cut off by the timeout may have been committed all the same.
-            progress = _Progress.replay(await self._runs.steps(run.tenant_id, run.id))
-            await self._close_pending(run, progress, outcome, worker)
-        done = outcome.status is RunStatus.COMPLETED
-        output: Json = {"content": progress.answer} if done else None
-        final = await self._runs.transition(
-            run.tenant_id,
-            run.id,
-            outcome.status,
-            expected=(RunStatus.RUNNING,),
-            output=output,
-            error=outcome.error,
-        )
+        final = progress.final  # the answer's checkpoint ended the run
+        if final is None:
+            paused = outcome.status is RunStatus.REQUIRES_APPROVAL  # pending calls stay open
+            if outcome.status is not RunStatus.COMPLETED and not paused:
+                # A step cut off by the timeout may have been committed all the same.
+                inbound = progress.inbound
+                progress = _Progress.replay(await self._runs.steps(run.tenant_id, run.id))
+                progress.inbound = inbound if progress.next_step == 1 else []
+                final = await self._finish(run, progress, outcome, worker, close=True)
+            else:
+                final = await self._finish(run, progress, outcome, worker, close=False)
         event = RunFinished(run=final, usage=progress.usage)
         emit(event)
-        if done:
+        if final.status is RunStatus.COMPLETED:
             await self._compact(run, agent)
         return event
+
+    async def _loop_or_failover(
+        self,
+        run: Run,
+        agent: AgentSpec,
+        p: _Progress,
+        emit: Callable[[RunEvent], None],
+        stop: Callable[[], bool],
+        worker: str | None,
+        deadline: float,
+    ) -> _Outcome:
+        """releases: a candidate whose model fails retriably before any text reached the
+        client and before any step was recorded runs again on the stable definition."""
+        sent = False
+
+        def watched(event: RunEvent) -> None:
+            nonlocal sent
+            sent = sent or isinstance(event, TextDelta)
+            emit(event)
+
+        try:
+            return await self._loop(run, agent, p, watched, stop, worker, deadline)
+        except _ModelFailed as exc:
+            cause = exc.__cause__
+            retriable = isinstance(cause, WayportError) and cause.retriable
+            if sent or p.model_steps or p.tool_calls or not retriable or self._failover is None:
+                raise
+            stable = await self._failover(run, agent)
+            if stable is None:
+                raise
+            p.failover = {"attempted": agent.version, "answered_by": stable.version}
+            # stored: a run resumed later (after an approval, a restart) goes on on stable
+            run = await self._runs.set_agent_version(
+                run.tenant_id, run.id, stable.version, worker=worker
+            )
+            return await self._loop(run, stable, p, emit, stop, worker, deadline)
 
     async def _compact(self, run: Run, agent: AgentSpec) -> None:
         """Fold old turns into the summary once the run is answered, so the wait for the
@@ -277,6 +400,12 @@ class Runner:
             if p.pending:
                 if p.tool_calls >= limits.max_tool_calls:
                     return _failed(f"max_tool_calls ({limits.max_tool_calls}) reached")
+                waiting = self._unapproved(run, p.pending)
+                if waiting:
+                    return _Outcome(
+                        status=RunStatus.REQUIRES_APPROVAL,
+                        output={"pending_approval": cast(Json, waiting)},
+                    )
                 await self._tool_step(run, p, emit, worker, deadline)
                 continue
             if p.model_steps >= limits.max_steps:
@@ -286,13 +415,9 @@ class Runner:
                 return _failed(f"max_tokens_per_run ({budget}) reached")
             await self._model_step(run, agent, p, emit, worker)
 
-    async def _add_input(self, run: Run) -> None:
-        new = [
-            NewMessage(message=m, idempotency_key=f"{run.id}:in:{i}")
-            for i, m in enumerate(input_messages(run))
-        ]
-        if new:
-            stored = await self._sessions.append(run.tenant_id, run.session_id, new)
+    def _appended(self, run: Run, saved: Checkpoint) -> None:
+        stored = [*saved.inbound, *(m for r in saved.steps for m in r.messages)]
+        if stored:
             self._context.appended(run.tenant_id, run.session_id, stored)
 
     async def _model_step(
@@ -304,8 +429,10 @@ class Runner:
         worker: str | None,
     ) -> None:
         budget = agent.context.budget_tokens or self._context_window
+        # the input joins the history with this step's checkpoint; until then it is pending
+        unsent = [m.message for m in p.inbound]
         window = await self._context.window(
-            run.tenant_id, run.session_id, agent, (), context_window=budget
+            run.tenant_id, run.session_id, agent, unsent, context_window=budget
         )
         specs = self._tools.specs(agent.tools)
         tools: list[ToolDef] | None = [
@@ -333,6 +460,8 @@ class Runner:
         except WayportError as exc:
             # after the router's own retries and fallbacks: this attempt of the run is over
             raise _ModelFailed(exc.message) from exc
+        if self._observe_usage is not None:
+            self._observe_usage(agent, window, answer.usage.prompt_tokens)
         step_no = p.next_step
         message: Message = {"role": "assistant", "content": answer.text}
         if answer.calls:
@@ -342,17 +471,24 @@ class Runner:
             "tool_calls": cast(Json, answer.calls),
             "usage": [answer.usage.prompt_tokens, answer.usage.completion_tokens],
         }
-        record = await self._runs.record_step(
-            run.tenant_id,
-            run.id,
+        step = NewStep(
             step_no=step_no,
             kind=StepKind.MODEL,
             payload=payload,
             messages=[NewMessage(message=message, tokens=answer.usage.completion_tokens)],
             idempotency_key=f"{run.id}:{step_no}",
-            worker=worker,
         )
-        self._context.appended(run.tenant_id, run.session_id, record.messages)
+        # an answer without tool calls ends the run in the same transaction (one commit)
+        end = None
+        if not answer.calls:
+            end = RunEnd(status=RunStatus.COMPLETED, output=p.output({"content": answer.text}))
+        saved = await self._runs.checkpoint(
+            run.tenant_id, run.id, inbound=p.inbound, steps=[step], end=end, worker=worker
+        )
+        self._appended(run, saved)
+        p.inbound = []
+        if end is not None:
+            p.final = saved.run
         p.next_step += 1
         p.model_steps += 1
         p.prompt_tokens += answer.usage.prompt_tokens
@@ -374,12 +510,26 @@ class Runner:
         key = f"{run.id}:{step_no}:{call['id']}"
         emit(ToolCalled(run_id=run.id, call=call))
         remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+        denied = _denial(run, call)
+        if denied is None and _shadow(run) and self._side_effects(call["function"]["name"]):
+            denied = ToolResult(content="skipped in shadow")  # releases: a mirrored run
+        if denied is not None:  # the user said no: the model hears why, nothing runs
+            await self._record_tool(run, step_no, call, denied, worker, closing=False)
+            emit(ToolReturned(run_id=run.id, call_id=call["id"], result=denied))
+            p.next_step += 1
+            p.tool_calls += 1
+            p.pending.pop(0)
+            return
         try:
-            result = await self._tools.execute(
-                call["function"]["name"],
-                call["function"]["arguments"],
-                idempotency_key=key,
-                timeout=remaining,
+            result = await self._observer.tool(
+                run,
+                call,
+                self._tools.execute(
+                    call["function"]["name"],
+                    call["function"]["arguments"],
+                    idempotency_key=key,
+                    timeout=remaining,
+                ),
             )
         except WayportError as exc:
             # Wayport's own failure around the tool: the model hears of it and carries on.
@@ -390,16 +540,49 @@ class Runner:
         p.tool_calls += 1
         p.pending.pop(0)
 
-    async def _close_pending(
-        self, run: Run, p: _Progress, outcome: _Outcome, worker: str | None
-    ) -> None:
-        """Answer every call left open with an error result (not executed)."""
-        reason = f"not executed: {outcome.error or outcome.status.value}"
-        for call in p.pending:
-            result = ToolResult(content=reason, is_error=True)
-            await self._record_tool(run, p.next_step, call, result, worker, closing=True)
-            p.next_step += 1
-        p.pending = []
+    def _unapproved(self, run: Run, pending: Sequence[ToolCall]) -> list[ToolCall]:
+        """The pending calls of tools marked ``requires_approval`` with no decision yet."""
+        decided = _decisions(run)
+        return [
+            c
+            for c in pending
+            if c["id"] not in decided and self._requires_approval(c["function"]["name"])
+        ]
+
+    def _side_effects(self, name: str) -> bool:
+        try:
+            return any(s.side_effects for s in self._tools.specs([name]))
+        except NotFound:
+            return False
+
+    def _requires_approval(self, name: str) -> bool:
+        try:
+            return any(s.requires_approval for s in self._tools.specs([name]))
+        except NotFound:
+            return False  # an unknown tool is never executed; the registry says so
+
+    async def _finish(
+        self, run: Run, p: _Progress, outcome: _Outcome, worker: str | None, *, close: bool
+    ) -> Run:
+        """End the run with one checkpoint: its input if not stored yet, with ``close`` an
+        error result for every call left open (not executed), and the outcome."""
+        closing: list[NewStep] = []
+        if close:
+            reason = f"not executed: {outcome.error or outcome.status.value}"
+            for call in p.pending:
+                result = ToolResult(content=reason, is_error=True)
+                closing.append(_tool_step(run, p.next_step, call, result, closing=True))
+                p.next_step += 1
+            p.pending = []
+        done = outcome.status is RunStatus.COMPLETED
+        output: Json = p.output({"content": p.answer} if done else outcome.output)
+        end = RunEnd(status=outcome.status, output=output, error=outcome.error)
+        saved = await self._runs.checkpoint(
+            run.tenant_id, run.id, inbound=p.inbound, steps=closing, end=end, worker=worker
+        )
+        self._appended(run, saved)
+        p.inbound = []
+        return saved.run
 
     async def _record_tool(
         self,
@@ -430,6 +613,86 @@ class Runner:
             worker=worker,
         )
         self._context.appended(run.tenant_id, run.session_id, record.messages)
+
+
+class _Unwatched:
+    def first_token(self) -> None:
+        pass
+
+    def finished(self, event: RunFinished) -> None:
+        pass
+
+
+class _Unobserved:
+    """The observer when none is given: watches nothing."""
+
+    @contextlib.contextmanager
+    def run(self, run: Run, agent: AgentSpec) -> Iterator[RunWatch]:
+        yield _Unwatched()
+
+    async def tool(self, run: Run, call: ToolCall, result: Awaitable[ToolResult]) -> ToolResult:
+        return await result
+
+
+def _always() -> bool:
+    return True
+
+
+def _decisions(run: Run) -> dict[str, Any]:
+    """The approval decisions ``POST /v1/runs/{id}/approve`` left in the paused run's
+    ``output`` (``{"approvals": {call_id: {"approve": bool, "reason": str | None}}}``)."""
+    output = run.output
+    found = output.get("approvals") if isinstance(output, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
+def _denial(run: Run, call: ToolCall) -> ToolResult | None:
+    decision = _decisions(run).get(call["id"])
+    if not isinstance(decision, dict) or decision.get("approve") is not False:
+        return None
+    reason = decision.get("reason")
+    why = f": {reason}" if isinstance(reason, str) and reason else ""
+    return ToolResult(
+        content=f"The user denied this call of {call['function']['name']}{why}", is_error=True
+    )
+
+
+def _shadow(run: Run) -> bool:
+    """releases: a run mirrored to a candidate (its answer is never sent)."""
+    return isinstance(run.input, dict) and run.input.get("shadow") is True
+
+
+def _cancel_requested(run: Run) -> bool:
+    """Cancelled while paused for approval: resumed only to close its pending calls."""
+    return isinstance(run.output, dict) and run.output.get("cancel") is True
+
+
+def _inbound(run: Run) -> list[NewMessage]:
+    """The run's input as the messages it adds to its session, keyed so a retry adds none."""
+    return [
+        NewMessage(message=m, idempotency_key=f"{run.id}:in:{i}")
+        for i, m in enumerate(input_messages(run))
+    ]
+
+
+def _tool_step(
+    run: Run, step_no: int, call: ToolCall, result: ToolResult, *, closing: bool
+) -> NewStep:
+    payload: Json = {
+        "call_id": call["id"],
+        "name": call["function"]["name"],
+        "content": result.content,
+        "is_error": result.is_error,
+        "closing": closing,
+    }
+    message: Message = {"role": "tool", "tool_call_id": call["id"], "content": result.content}
+    return NewStep(
+        step_no=step_no,
+        kind=StepKind.TOOL,
+        payload=payload,
+        messages=[NewMessage(message=message)],
+        idempotency_key=f"{run.id}:{step_no}:{call['id']}",
+    )
 
 
 class _ModelFailed(Exception):

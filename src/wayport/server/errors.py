@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from wayport.core.errors import AuthError, InvalidRequest, PayloadTooLarge, WayportError
+from wayport.core.redaction import redact
 from wayport.server.responses import encode
 
 Headers = list[tuple[bytes, bytes]]
@@ -42,7 +43,10 @@ class InternalError(WayportError):
 
 
 def error_body(exc: WayportError) -> bytes:
-    return encode(exc.to_body())
+    body = exc.to_body()
+    # an upstream may quote a credential in its error: the client never sees it (security)
+    body["error"]["message"] = redact(body["error"]["message"])
+    return encode(body)
 
 
 def error_headers(exc: WayportError) -> Headers:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from starlette.types import Receive, Scope, Send
 
 from wayport.core.errors import PayloadTooLarge, UnsupportedMediaType, WayportError
+from wayport.core.identity import LOCAL_OWNER, Principal
 from wayport.core.ids import new_id
 from wayport.server.errors import Headers, error_body, error_headers
 
@@ -56,6 +57,7 @@ class Exchange:
         "method",
         "model",
         "path",
+        "principal",
         "receive",
         "request_id",
         "route",
@@ -63,6 +65,8 @@ class Exchange:
         "send",
         "state",
         "status",
+        "traceparent",
+        "tracestate",
     )
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -72,8 +76,13 @@ class Exchange:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.authorization: bytes | None = None
+        #: who the request runs as; authentication replaces it before a secured handler runs
+        self.principal: Principal = LOCAL_OWNER
         self.content_type: bytes | None = None
         self.content_length: bytes | None = None
+        #: W3C trace context, for the server span (``wayport.telemetry.tracing``)
+        self.traceparent: bytes | None = None
+        self.tracestate: bytes | None = None
         request_id: bytes | None = None
         # One pass over the headers; names arrive lower-cased from the ASGI server.
         for name, value in scope["headers"]:
@@ -85,6 +94,10 @@ class Exchange:
                 self.content_length = value
             elif name == b"x-request-id":
                 request_id = value
+            elif name == b"traceparent":
+                self.traceparent = value
+            elif name == b"tracestate":
+                self.tracestate = value
         if request_id is None or _SANE_REQUEST_ID.fullmatch(request_id) is None:
             self.request_id = new_id("req")
             self._id_header = (b"x-request-id", self.request_id.encode())

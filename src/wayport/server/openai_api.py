@@ -27,6 +27,7 @@ from wayport.server.responses import (
     tool_call_deltas,
     usage_body,
 )
+from wayport.server.usage_api import begin_request  # limits and usage
 from wayport.server.wire import (
     CHAT_STRUCTURAL_FIELDS,
     EMBEDDINGS_STRUCTURAL_FIELDS,
@@ -37,6 +38,7 @@ from wayport.server.wire import (
     decode_object,
 )
 from wayport.service.gateway import Gateway
+from wayport.service.metering import Meter, Metering  # limits and usage
 
 MODELS_PREFIX = "/v1/models/"
 AGENT_PREFIX = "agent/"
@@ -47,16 +49,23 @@ AgentChat = Callable[[Exchange, dict[str, Any], ChatCompletionBody], Awaitable[N
 
 class OpenAIApi:
     def __init__(
-        self, gateway: Gateway, *, max_body_bytes: int, agent_chat: AgentChat | None = None
+        self,
+        gateway: Gateway,
+        *,
+        max_body_bytes: int,
+        agent_chat: AgentChat | None = None,
+        metering: Metering | None = None,
     ) -> None:
         self._gateway = gateway
+        self._metering = metering
         self._agent_chat = agent_chat
         self._limit = max_body_bytes
         self._created = int(time.time())
 
     async def chat_completions(self, ex: Exchange) -> None:
         ex.require_json()
-        raw = decode_object(await ex.read_body(self._limit))
+        data = await ex.read_body(self._limit)
+        raw = decode_object(data)
         body = check(raw, ChatCompletionBody)
         model = body.model
         if self._gateway.has_model(model):
@@ -78,16 +87,26 @@ class OpenAIApi:
             params={k: v for k, v in raw.items() if k not in CHAT_STRUCTURAL_FIELDS},
             request_id=ex.request_id,
         )
+        meter = await begin_request(self._metering, ex, model, raw, len(data))
         if stream:
-            await self._stream(ex, request, wants_usage)
+            await self._stream(ex, request, wants_usage, meter)
             return
-        completion = await self._gateway.complete(request)
+        try:
+            completion = await self._gateway.complete(request)
+        except BaseException:
+            if meter is not None:
+                await meter.done(None, status="failed")
+            raise
+        if meter is not None:
+            await meter.done(completion.usage)
         answer = chat_completion(
             completion, id_=new_id("chatcmpl"), created=int(time.time()), model=model
         )
         await ex.respond(200, encode(answer))
 
-    async def _stream(self, ex: Exchange, request: ChatRequest, wants_usage: bool) -> None:
+    async def _stream(
+        self, ex: Exchange, request: ChatRequest, wants_usage: bool, meter: Meter | None = None
+    ) -> None:
         """Stream while watching for the client to leave; when it does, the stream is closed
         at once (which frees the upstream connection or model slot) instead of at the next
         failed write."""
@@ -106,15 +125,20 @@ class OpenAIApi:
         # cancels it (this task only ever waits inside the ``try`` below, so that is where
         # the cancellation lands).
         watcher = asyncio.ensure_future(watch())
+        usage: Usage | None = None
         try:
-            await self._pump(ex, batches, request.model, wants_usage)
+            usage = await self._pump(ex, batches, request.model, wants_usage, meter)
         except asyncio.CancelledError:
             if left and this.uncancel() == 0:
                 ex.status = CLIENT_CLOSED
+                if meter is not None:  # what it used is unknown: the reservation stands
+                    await meter.done(None, status="cancelled", keep=True)
                 return
             raise
         finally:
             watcher.cancel()
+            if meter is not None:
+                await meter.done(usage, status="completed" if usage is not None else "failed")
 
     async def _pump(
         self,
@@ -122,9 +146,11 @@ class OpenAIApi:
         batches: AsyncGenerator[list[Chunk], None],
         model: str,
         wants_usage: bool,
-    ) -> None:
-        """Frame and write the chunks. The chunks that arrived together (one upstream read)
-        go out in one write: never later than they would one by one, in fewer system calls."""
+        meter: Meter | None = None,
+    ) -> Usage:
+        """Frame and write the chunks; return the usage the stream reported. The chunks that
+        arrived together (one upstream read) go out in one write: never later than they would
+        one by one, in fewer system calls."""
         try:
             # An error before the first chunk becomes a plain JSON error response.
             first = await anext(batches, None)
@@ -144,6 +170,8 @@ class OpenAIApi:
                     usage = frame.extend(parts, batch, 0, usage)
                     if parts:
                         await ex.write(parts[0] if len(parts) == 1 else b"".join(parts))
+            if meter is not None:  # settled before the end: the next request sees it
+                await meter.done(usage if usage is not None else Usage())
             if wants_usage:
                 usage_event = frame.usage(usage if usage is not None else Usage())
                 await ex.end_stream(usage_event + DONE_EVENT)
@@ -151,6 +179,7 @@ class OpenAIApi:
                 await ex.end_stream(DONE_EVENT)
         finally:
             await batches.aclose()
+        return usage if usage is not None else Usage()
 
     async def list_models(self, ex: Exchange) -> None:
         await ex.respond(200, encode(model_list(self._gateway.models(), created=self._created)))

@@ -1,77 +1,119 @@
-"""The OpenAPI 3.1 document of every route, generated from the same msgspec structs that
-validate requests and encode responses, so document and server cannot drift apart.
+"""The OpenAPI 3.1 document of every mounted route, generated from the same msgspec structs
+that validate requests and encode responses, so document and server cannot drift apart.
+
+Each area describes its own routes (``openapi_openai``, ``openapi_agents``, ``openapi_admin``,
+``openapi_channels``, ``openapi_workflows``; see ``openapi_base``); this module merges the
+fragments of the routes the app actually mounts, and takes security and the least role of
+each operation from the route table itself.
 
     doc = build_openapi(version="0.1.0", models=["chat"], auth=True, metrics=True,
-                        metrics_auth=True)
+                        metrics_auth=True, routes=[r for r, _ in app.route_table()])
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
-import msgspec
+from wayport.core.identity import Role
+from wayport.server import (
+    openapi_admin,
+    openapi_agents,
+    openapi_channels,
+    openapi_openai,
+    openapi_releases,
+    openapi_workflows,
+)
+from wayport.server.openapi_base import DocContext, Paths, RouteDoc
 
-from wayport.server import responses as out
-from wayport.server import wire
+_AREAS = (
+    openapi_openai,
+    openapi_agents,
+    openapi_admin,
+    openapi_channels,
+    openapi_workflows,
+    openapi_releases,  # releases
+)
 
-_REF = "#/components/schemas/{name}"
-_ERROR_STATUSES = {
-    "400": "The request is malformed or names an invalid field (``error.param``).",
-    "401": "Missing or invalid API key.",
-    "404": "Unknown model.",
-    "413": "The body is larger than the server accepts.",
-    "415": "The body is not declared as JSON.",
-    "429": "Rate limited; see ``Retry-After``.",
-    "500": "An unexpected server error.",
-    "502": "The upstream model failed.",
-    "503": "No deployment can serve the request now; see ``Retry-After``.",
-    "504": "The upstream model timed out.",
+#: Mounted routes left out of the document on purpose (route name prefix -> why). Anything
+#: else mounted must be described (tests/server/test_ops.py checks both ways).
+UNDOCUMENTED: Mapping[str, str] = {
+    "/console": "the web console: HTML pages, static files, its sign-in form and the JSON its "
+    "own pages poll, authenticated by its cookie; not an API for other clients",
 }
 
 
-def _json(ref: str) -> dict[str, Any]:
-    return {"application/json": {"schema": {"$ref": _REF.format(name=ref)}}}
+class MountedRoute(Protocol):
+    """What the document needs of a mounted route (``wayport.server.app.Route``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def methods(self) -> frozenset[str]: ...
+
+    @property
+    def secured(self) -> bool: ...
+
+    @property
+    def roles(self) -> Mapping[str, Role]: ...
+
+    @property
+    def includes(self) -> tuple[str, ...]: ...
 
 
-def _response(description: str, content: dict[str, Any] | None = None) -> dict[str, Any]:
-    response: dict[str, Any] = {
-        "description": description,
-        "headers": {"x-request-id": {"$ref": "#/components/headers/RequestId"}},
-    }
-    if content is not None:
-        response["content"] = content
-    return response
+def undocumented(name: str) -> bool:
+    return any(name == p or name.startswith(p + "/") for p in UNDOCUMENTED)
 
 
-def _errors(*statuses: str) -> dict[str, Any]:
-    return {s: _response(_ERROR_STATUSES[s], _json("ErrorBody")) for s in statuses}
+def route_docs(ctx: DocContext) -> dict[str, RouteDoc]:
+    """Every area's fragments, by route name."""
+    found: dict[str, RouteDoc] = {}
+    for area in _AREAS:
+        for name, doc in area.docs(ctx).items():
+            if name in found:
+                raise ValueError(f"two OpenAPI fragments for route {name}")
+            found[name] = doc
+    return found
 
 
-def _operation(
-    summary: str,
-    responses: dict[str, Any],
-    *,
-    secured: bool,
-    body: tuple[str, dict[str, Any]] | None = None,
-    parameters: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "responses": responses}
-    op["security"] = [{"bearer": []}] if secured else []
-    if body is not None:
-        name, example = body
-        op["requestBody"] = {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {"$ref": _REF.format(name=name)},
-                    "example": example,
-                }
-            },
-        }
-    if parameters:
-        op["parameters"] = parameters
-    return op
+def served_paths(route: MountedRoute, fragments: Mapping[str, RouteDoc]) -> Paths | None:
+    """The operations ``route`` serves: its fragment's and those of the routes reached
+    through it (``includes``), each method one the route mounts. ``None``: not described."""
+    doc = fragments.get(route.name)
+    if doc is None:
+        return None
+    served: Paths = {}
+    for name in (route.name, *route.includes):
+        inner = fragments.get(name)
+        for path, item in (inner.paths if inner is not None else {}).items():
+            ops = {m: op for m, op in item.items() if m.upper() in route.methods}
+            if ops:
+                served.setdefault(path, {}).update(ops)
+    return served
+
+
+def _schemas() -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for area in _AREAS:
+        for name, schema in area.schemas().items():
+            if merged.get(name, schema) != schema:
+                raise ValueError(f"two OpenAPI schemas named {name}")
+            merged[name] = schema
+    return merged
+
+
+def _secure(op: dict[str, Any], route: MountedRoute, method: str, auth: bool) -> dict[str, Any]:
+    done = dict(op)
+    if route.secured:
+        role = route.roles.get(method, Role.OWNER).label
+        done["x-wayport-role"] = role
+        done["security"] = [{"bearer": []}] if auth else []
+        note = f"Least role: ``{role}``."
+        done["description"] = f"{op['description']}\n\n{note}" if "description" in op else note
+    elif not auth or "security" not in op:
+        done["security"] = []  # the handler checks a signature, or nothing is asked
+    return done
 
 
 def build_openapi(
@@ -81,137 +123,24 @@ def build_openapi(
     auth: bool,
     metrics: bool,
     metrics_auth: bool,
+    routes: Iterable[MountedRoute],
 ) -> dict[str, Any]:
     """``auth``: whether an API key is configured; ``metrics``: whether ``/metrics`` is served;
-    ``metrics_auth``: whether it asks for the key."""
-    _, schemas = msgspec.json.schema_components(
-        [
-            wire.ChatCompletionBody,
-            wire.EmbeddingsBody,
-            out.ChatCompletion,
-            out.ChatCompletionChunk,
-            out.ModelList,
-            out.ModelCard,
-            out.EmbeddingList,
-            out.ErrorBody,
-            out.Health,
-            out.ReadinessBody,
-        ],
-        ref_template=_REF,
+    ``metrics_auth``: whether it asks for the key; ``routes``: the mounted routes."""
+    ctx = DocContext(
+        model=models[0] if models else "model", metrics=metrics, metrics_auth=metrics_auth
     )
-    schemas["EmbeddingsBody"]["properties"]["input"] = wire.EMBEDDINGS_INPUT_SCHEMA
-    model = models[0] if models else "model"
-    api_errors = ("400", "401", "404", "413", "415", "429", "500", "502", "503", "504")
-    sse = {
-        "text/event-stream": {
-            # OpenAPI 3.1: ``schema`` describes one event of the stream.
-            "schema": {
-                "type": "object",
-                "required": ["data"],
-                "properties": {
-                    "event": {"type": "string"},
-                    "data": {
-                        "type": "string",
-                        "description": "A ChatCompletionChunk as JSON; then the text "
-                        '``[DONE]``. A failure after the first event arrives as one ``{"error": '
-                        "…}`` object (an ErrorBody) and ends the stream.",
-                    },
-                },
-            }
-        }
-    }
-    paths: dict[str, Any] = {
-        "/v1/chat/completions": {
-            "post": _operation(
-                "Create a chat completion (whole, or streamed with ``stream: true``)",
-                {
-                    "200": _response("The completion.", {**_json("ChatCompletion"), **sse}),
-                    **_errors(*api_errors),
-                },
-                secured=auth,
-                body=(
-                    "ChatCompletionBody",
-                    {"model": model, "messages": [{"role": "user", "content": "Hello"}]},
-                ),
-            )
-        },
-        "/v1/embeddings": {
-            "post": _operation(
-                "Create embeddings",
-                {
-                    "200": _response("The embeddings.", _json("EmbeddingList")),
-                    **_errors(*api_errors),
-                },
-                secured=auth,
-                body=("EmbeddingsBody", {"model": model, "input": "Hello"}),
-            )
-        },
-        "/v1/models": {
-            "get": _operation(
-                "List the models served",
-                {"200": _response("The models.", _json("ModelList")), **_errors("401", "500")},
-                secured=auth,
-            )
-        },
-        "/v1/models/{model}": {
-            "get": _operation(
-                "Describe one model",
-                {
-                    "200": _response("The model.", _json("ModelCard")),
-                    **_errors("401", "404", "500"),
-                },
-                secured=auth,
-                parameters=[
-                    {
-                        "name": "model",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                        "example": model,
-                    }
-                ],
-            )
-        },
-        "/healthz": {
-            "get": _operation(
-                "Liveness: the process answers",
-                {"200": _response("Alive.", _json("Health"))},
-                secured=False,
-            )
-        },
-        "/readyz": {
-            "get": _operation(
-                "Readiness: every deployment and the state store can serve",
-                {
-                    "200": _response("Ready.", _json("ReadinessBody")),
-                    "503": _response("Not ready; lists what is not.", _json("ReadinessBody")),
-                },
-                secured=False,
-            )
-        },
-        "/openapi.json": {
-            "get": _operation(
-                "This document",
-                {
-                    "200": _response(
-                        "OpenAPI 3.1.", {"application/json": {"schema": {"type": "object"}}}
-                    )
-                },
-                secured=False,
-            )
-        },
-    }
-    if metrics:
-        text = {"text/plain": {"schema": {"type": "string"}}}
-        paths["/metrics"] = {
-            "get": _operation(
-                "Prometheus metrics",
-                {"200": _response("Text exposition format 0.0.4.", text), **_errors("401")},
-                secured=auth and metrics_auth,
-            )
-        }
+    fragments = route_docs(ctx)
+    paths: dict[str, Any] = {}
+    for route in routes:
+        served = served_paths(route, fragments)
+        if served is None:
+            continue  # left out on purpose (``UNDOCUMENTED``), or a test fails
+        for path, item in served.items():
+            for method, op in item.items():
+                paths.setdefault(path, {})[method] = _secure(op, route, method.upper(), auth)
     components: dict[str, Any] = {
-        "schemas": schemas,
+        "schemas": _schemas(),
         "headers": {
             "RequestId": {
                 "description": "The client's ``x-request-id`` when sane, else a generated one.",
@@ -227,7 +156,10 @@ def build_openapi(
         "info": {
             "title": "Wayport",
             "version": version,
-            "description": "An OpenAI-compatible gateway: chat completions, embeddings, models.",
+            "description": "An OpenAI-compatible gateway and agent runtime: chat completions, "
+            "embeddings, models, responses, agents with durable sessions and runs, and, when "
+            "configured, admin, usage, privacy, channel, workflow and release routes. "
+            "``x-wayport-role`` names the least role an operation needs.",
         },
         "paths": paths,
         "components": components,

@@ -22,7 +22,7 @@ class OpsApi:
         version: str,
         metrics: Metrics | None,
         metrics_auth: ApiKeyAuth | None,
-        openapi: bytes,
+        openapi: bytes = b"{}",
     ) -> None:
         """``metrics=None``: ``/metrics`` answers 404. ``metrics_auth=None``: no key asked."""
         self._gateway = gateway
@@ -50,6 +50,10 @@ class OpsApi:
             self._metrics_auth.check(ex.authorization)
         body, content_type = self._metrics.render()
         await ex.respond(200, body, content_type=content_type.encode())
+
+    def publish_openapi(self, document: bytes) -> None:
+        """Serve ``document``: set once the app's routes are mounted (it describes them)."""
+        self._openapi = document
 
     async def openapi(self, ex: Exchange) -> None:
         await ex.respond(200, self._openapi)

@@ -15,14 +15,17 @@ Streaming (``"stream": true``) sends ``event: <type>`` + ``data: {…, "sequence
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import msgspec
 
+from wayport.core.agent import AgentSpec  # limits and usage
 from wayport.core.ids import new_id
+from wayport.core.types import Usage  # limits and usage
 from wayport.server.errors import RouteNotFound
 from wayport.server.http import Exchange
+from wayport.server.release_routing import routing  # releases
 from wayport.server.responses import encode
 from wayport.server.responses_wire import (
     ConversationOut,
@@ -39,7 +42,9 @@ from wayport.server.responses_wire import (
     to_messages,
     to_tool_defs,
 )
+from wayport.server.usage_api import agent_info, begin_request, begin_run  # limits and usage
 from wayport.server.wire import check, decode_object
+from wayport.service.metering import Meter, Metering  # limits and usage
 from wayport.service.responses import Answer, ResponseRequest, ResponsesService
 
 RESPONSES_PATH = "/v1/responses"
@@ -47,16 +52,35 @@ RESPONSES_PREFIX = "/v1/responses/"
 
 
 class ResponsesApi:
-    def __init__(self, service: ResponsesService, *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        service: ResponsesService,
+        *,
+        max_body_bytes: int,
+        metering: Metering | None = None,
+        agent_of: Callable[[str, str], Awaitable[AgentSpec]] | None = None,
+    ) -> None:
         self._service = service
         self._limit = max_body_bytes
+        self._metering = metering  # limits and usage
+        self._agent_of = agent_of
+
+    async def _meter(self, ex: Exchange, raw: dict[str, Any], size: int) -> Meter | None:
+        model = str(raw.get("model", ""))
+        if model.startswith("agent/") and self._agent_of is not None:
+            spec = await self._agent_of(model.removeprefix("agent/"), ex.principal.tenant)
+            agent = agent_info(spec)
+            return await begin_run(self._metering, ex, agent, raw.get("input"))
+        return await begin_request(self._metering, ex, model, raw, size)
 
     async def create(self, ex: Exchange) -> None:
         ex.require_json()
-        raw = normalise(decode_object(await ex.read_body(self._limit)))
+        data = await ex.read_body(self._limit)
+        raw = normalise(decode_object(data))
         body = check(raw, ResponsesBody)
         ex.model = body.model
         conversation = body.conversation
+        release = routing(ex, raw.get("user"))  # releases: preview header, sticky user
         params: dict[str, Any] = {}
         if body.max_output_tokens is not None:
             params["max_tokens"] = body.max_output_tokens
@@ -77,26 +101,55 @@ class ResponsesApi:
             params=params,
             store=body.store,
             request_id=ex.request_id,
+            tenant=ex.principal.tenant,
+            preview=release.preview,
+            user=release.user,
         )
         shape = _Shape(body)
+        meter = await self._meter(ex, raw, len(data)) if self._metering is not None else None
         if not body.stream:
-            answer = await self._service.create(request)
+            try:
+                answer = await self._service.create(request)
+            except BaseException:
+                if meter is not None:
+                    await meter.done(None, status="failed")
+                raise
+            if meter is not None:
+                await meter.done(answer.usage or Usage(), status=answer.status)
             await ex.respond(200, encode(shape.response(answer)))
             return
         pieces = self._service.stream(request)
+        last: list[Answer] = []
         try:
             first = await anext(pieces)  # errors before the model starts: a JSON error
             await ex.start_stream()
-            await _Events(ex, shape).run(first, pieces)
+            if isinstance(first, Answer):
+                last[:] = [first]
+            await _Events(ex, shape).run(first, _tap(pieces, last))
         finally:
             await pieces.aclose()
+            if meter is not None:
+                if last:
+                    await meter.done(last[0].usage or Usage(), status=last[0].status)
+                else:  # ended early: once streaming, what it used is unknown
+                    await meter.done(None, status="failed", keep=ex.status == 200)
 
     async def get(self, ex: Exchange) -> None:
         response_id = ex.path[len(RESPONSES_PREFIX) :]
         if not response_id or "/" in response_id:
             raise RouteNotFound(f"No route {ex.method} {ex.path}")
-        answer = await self._service.get(response_id)
+        answer = await self._service.get(response_id, tenant=ex.principal.tenant)
         await ex.respond(200, encode(_Shape(None).response(answer)))
+
+
+async def _tap(
+    pieces: AsyncGenerator[str | Answer, None], last: list[Answer]
+) -> AsyncGenerator[str | Answer, None]:
+    """``pieces``, keeping the final ``Answer`` in ``last`` (for metering)."""
+    async for piece in pieces:
+        if isinstance(piece, Answer):
+            last[:] = [piece]
+        yield piece
 
 
 class _Shape:

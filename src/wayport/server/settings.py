@@ -17,3 +17,7 @@ class ServerSettings:
     metrics_require_auth: bool = True  #: ask for the API key on ``/metrics`` when one is set
     access_log: bool = True  #: one JSON line per request
     version: str  #: shown in ``/healthz`` and the OpenAPI document
+    #: peers whose X-Forwarded-For/-Proto are believed (addresses or CIDRs); empty: none
+    trusted_proxies: tuple[str, ...] = ()
+    #: browser origins CORS allows; empty: CORS off (no Access-Control-* headers)
+    cors_origins: tuple[str, ...] = ()

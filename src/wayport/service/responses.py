@@ -35,6 +35,7 @@ from wayport.core.errors import Conflict, InvalidRequest, ModelNotFound, NotFoun
 from wayport.core.ids import new_id
 from wayport.core.session import DEFAULT_TENANT, Json, NewMessage, Run, RunStatus, Session
 from wayport.core.types import ChatRequest, Message, ToolCall, ToolDef, Usage
+from wayport.service.agent_defs import tenant_agent
 from wayport.service.agents import AGENT_PREFIX, AgentService
 from wayport.service.gateway import Gateway
 
@@ -57,6 +58,9 @@ class ResponseRequest:
     params: Mapping[str, Any] = field(default_factory=dict)  #: max_tokens, temperature …
     store: bool = True
     request_id: str = ""
+    tenant: str = DEFAULT_TENANT  #: whose sessions and runs it reads and writes
+    preview: str | None = None  #: releases: the version asked for by the preview header
+    user: str | None = None  #: releases: the sticky key of a new chain (default: its session)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,12 +78,9 @@ class Answer:
 
 
 class ResponsesService:
-    def __init__(
-        self, *, gateway: Gateway, agents: AgentService | None, tenant: str = DEFAULT_TENANT
-    ) -> None:
+    def __init__(self, *, gateway: Gateway, agents: AgentService | None) -> None:
         self._gateway = gateway
         self._agents = agents
-        self._tenant = tenant
 
     async def create(self, request: ResponseRequest) -> Answer:
         answer: Answer | None = None
@@ -102,23 +103,22 @@ class ResponsesService:
         finally:
             await inner.aclose()
 
-    async def get(self, response_id: str) -> Answer:
+    async def get(self, response_id: str, *, tenant: str = DEFAULT_TENANT) -> Answer:
         run_id, session_id, seq = _parse(response_id)
         agents = self._agents
         if agents is None:
             raise _no_response(response_id)
         if run_id is not None:
             try:
-                run = await agents.run(run_id)
+                run = await agents.run(run_id, tenant=tenant)
             except NotFound as exc:
                 raise _no_response(response_id) from exc
-            session = await agents.session(run.session_id)
-            usage = (await agents.finished(run_id)).usage if run.status.finished else None
+            session = await agents.session(run.session_id, tenant=tenant)
+            finished = run.status.finished
+            usage = (await agents.finished(run_id, tenant=tenant)).usage if finished else None
             return _run_answer(run, session.agent, usage)
-        session = await self._model_session(session_id, response_id)
-        page = await agents.stores.sessions.history(
-            self._tenant, session.id, after=seq - 1, limit=1
-        )
+        session = await self._model_session(session_id, response_id, tenant)
+        page = await agents.stores.sessions.history(tenant, session.id, after=seq - 1, limit=1)
         if not page or page[0].seq != seq or page[0].role != "assistant":
             raise _no_response(response_id)
         message = page[0]
@@ -142,7 +142,7 @@ class ResponsesService:
             raise ModelNotFound(f"The model {request.model!r} does not exist", param="model")
         name = request.model.removeprefix(AGENT_PREFIX)
         try:
-            agent = agents.catalog.get(name)
+            agent = await tenant_agent(agents, name, request.tenant)  # the tenant's own too
         except NotFound as exc:
             raise ModelNotFound(
                 f"The model {request.model!r} does not exist", param="model"
@@ -156,8 +156,14 @@ class ResponsesService:
         turn = [m for m in request.messages if m["role"] not in ("system", "developer")]
         if not turn:
             raise InvalidRequest("input: a user message is needed", param="input")
-        run = await agents.submit(session.id, list(turn))
-        async for event in await agents.follow(run.id):
+        run = await agents.submit(
+            session.id,
+            list(turn),
+            tenant=request.tenant,
+            preview=request.preview,
+            sticky_key=request.user,  # a user's calls stay on one variant of an A/B split
+        )
+        async for event in await agents.follow(run.id, tenant=request.tenant):
             if isinstance(event, TextDelta):
                 yield event.text
             elif isinstance(event, RunFinished):
@@ -169,17 +175,19 @@ class ResponsesService:
         assert agents is not None
         if request.previous_response_id is not None:
             run_id, _, _ = _parse(request.previous_response_id)
-            found = await agents.stores.runs.get(self._tenant, run_id) if run_id else None
+            found = await agents.stores.runs.get(request.tenant, run_id) if run_id else None
             if found is None:
                 raise _no_previous(request.previous_response_id)
-            session = await agents.session(found.session_id)
+            session = await agents.session(found.session_id, tenant=request.tenant)
         elif request.conversation is not None:
             try:
-                session = await agents.session(request.conversation)
+                session = await agents.session(request.conversation, tenant=request.tenant)
             except NotFound as exc:
                 raise _no_conversation(request.conversation) from exc
         else:
-            return await agents.create_session(agent)
+            return await agents.create_session(
+                agent, tenant=request.tenant, preview=request.preview, sticky_key=request.user
+            )
         if session.agent != agent:
             raise Conflict(
                 f"conversation {session.id} belongs to {session.agent!r}", code="session_agent"
@@ -192,7 +200,7 @@ class ResponsesService:
         session = await self._prior_session(request)
         history: list[Message] = []
         if session is not None:
-            history = await self._history(session.id)
+            history = await self._history(session.id, request.tenant)
         prompt: list[Message] = []
         if request.instructions:
             prompt.append({"role": "system", "content": request.instructions})
@@ -244,26 +252,26 @@ class ResponsesService:
             _, session_id, _ = _parse(request.previous_response_id)
             if self._agents is None or not session_id:
                 raise _no_previous(request.previous_response_id)
-            found = await self._agents.stores.sessions.get(self._tenant, session_id)
+            found = await self._agents.stores.sessions.get(request.tenant, session_id)
             if found is None:
                 raise _no_previous(request.previous_response_id)
             return found
         if request.conversation is not None:
             if self._agents is None:
                 raise _no_conversation(request.conversation)
-            found = await self._agents.stores.sessions.get(self._tenant, request.conversation)
+            found = await self._agents.stores.sessions.get(request.tenant, request.conversation)
             if found is None:
                 raise _no_conversation(request.conversation)
             return found
         return None
 
-    async def _history(self, session_id: str) -> list[Message]:
+    async def _history(self, session_id: str, tenant: str) -> list[Message]:
         assert self._agents is not None
         sessions = self._agents.stores.sessions
         out: list[Message] = []
         after = 0
         while True:
-            page = await sessions.history(self._tenant, session_id, after=after, limit=_PAGE)
+            page = await sessions.history(tenant, session_id, after=after, limit=_PAGE)
             out += [m.to_message() for m in page]
             if len(page) < _PAGE:
                 return out
@@ -279,25 +287,25 @@ class ResponsesService:
         sessions = agents.stores.sessions
         if session is None:
             session = await sessions.create(
-                self._tenant, agent=MODEL_SESSION_PREFIX + request.model
+                request.tenant, agent=MODEL_SESSION_PREFIX + request.model
             )
         new = [NewMessage(message=m) for m in request.messages]
         new.append(NewMessage(message=answer, tokens=usage.completion_tokens))
-        stored = await sessions.append(self._tenant, session.id, new)
+        stored = await sessions.append(request.tenant, session.id, new)
         seq = stored[-1].seq
         kept = dict(session.metadata)
         usages = kept.get("usage")
         by_seq: dict[str, Json] = dict(usages) if isinstance(usages, dict) else {}
         by_seq[str(seq)] = [usage.prompt_tokens, usage.completion_tokens]
         kept["usage"] = by_seq
-        await sessions.update(self._tenant, session.id, metadata=kept)
+        await sessions.update(request.tenant, session.id, metadata=kept)
         return f"{RESPONSE_PREFIX}{session.id}.{seq}", session.id
 
-    async def _model_session(self, session_id: str | None, response_id: str) -> Session:
+    async def _model_session(
+        self, session_id: str | None, response_id: str, tenant: str
+    ) -> Session:
         assert self._agents is not None
-        found = (
-            await self._agents.stores.sessions.get(self._tenant, session_id) if session_id else None
-        )
+        found = await self._agents.stores.sessions.get(tenant, session_id) if session_id else None
         if found is None or not found.agent.startswith(MODEL_SESSION_PREFIX):
             raise _no_response(response_id)
         return found

@@ -10,11 +10,14 @@ old blobs stay readable.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import fields, is_dataclass
+from enum import Enum
+from typing import Any, cast, get_args, get_origin, get_type_hints
 
 import msgspec
 import zstandard
 
+from wayport.core.agent import AgentSpec
 from wayport.core.errors import StoreError
 from wayport.core.session import StoredMessage
 from wayport.core.types import Role, ToolCall
@@ -91,3 +94,52 @@ def decode_history(codec: str, data: bytes, *, session_id: str) -> list[StoredMe
         )
         for r in rows
     ]
+
+
+# --- agent definitions (the agent_versions table) ----------------------------------------------
+
+
+def spec_to_json(spec: AgentSpec) -> dict[str, Any]:
+    """An agent definition as JSON, for ``agent_versions.spec``."""
+    return cast(dict[str, Any], msgspec.to_builtins(spec))
+
+
+def spec_from_json(data: Any) -> AgentSpec:
+    """The definition ``spec_to_json`` stored. Numbers and strings come back as they were
+    stored (an ``int`` in a float field stays an ``int``), so ``version`` hashes the same;
+    fields the stored JSON lacks take their defaults, fields it has that the code no longer
+    knows are dropped. Raises ``StoreError`` for JSON that is no agent definition."""
+    try:
+        if not isinstance(data, dict):
+            raise TypeError(f"an object is needed, not {type(data).__name__}")
+        return cast(AgentSpec, _build(AgentSpec, data))
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"a stored agent definition cannot be read: {exc}") from exc
+
+
+def _build(cls: type[Any], data: dict[str, Any]) -> Any:
+    hints = _hints(cls)
+    given = {f.name: _value(hints[f.name], data[f.name]) for f in fields(cls) if f.name in data}
+    return cls(**given)
+
+
+def _value(hint: Any, value: Any) -> Any:
+    if isinstance(hint, type) and is_dataclass(hint) and isinstance(value, dict):
+        return _build(hint, value)
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return hint(value)
+    if get_origin(hint) is tuple and isinstance(value, list):
+        args = get_args(hint)
+        item = args[0] if args else Any
+        return tuple(_value(item, v) for v in value)
+    return value
+
+
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _hints(cls: type[Any]) -> dict[str, Any]:
+    found = _HINTS.get(cls)
+    if found is None:
+        found = _HINTS[cls] = get_type_hints(cls)
+    return found

@@ -21,19 +21,21 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import bindparam as param
 
-from wayport.core.errors import Conflict, NotFound
+from wayport.core.errors import Conflict, InvalidRequest, NotFound
 from wayport.core.ids import new_id
 from wayport.core.session import UNSET, Json, NewMessage, Session, StoredMessage, Unset
 from wayport.store import codec
 from wayport.store.database import Database
+from wayport.store.prepared import Prepared
 from wayport.store.rows import message_from_row, message_row, session_from_row
 from wayport.store.schema import messages as M
 from wayport.store.schema import session_archive as A
 from wayport.store.schema import sessions as S
 from wayport.store.scope import Scope, scoped_delete, scoped_insert, scoped_select, scoped_update
+from wayport.store.sealing import NO_SEALING, Sealer
 
 _BY_ID = S.c.id == param("sid")
-_GET = scoped_select(S).where(_BY_ID)
+_GET = Prepared(scoped_select(S).where(_BY_ID))
 _EXISTS = scoped_select(S, S.c.id).where(_BY_ID)
 _INSERT = scoped_insert(S)
 _DELETE = scoped_delete(S).where(_BY_ID)
@@ -43,7 +45,21 @@ _IDLE = (
     .order_by(S.c.updated_at, S.c.id)
     .limit(param("limit"))
 )
-_RESERVE = (
+# recent(): newest first, keyset-paged on (updated_at, id); one statement per filter combination
+_NEWER_FIRST = (S.c.updated_at.desc(), S.c.id.desc())
+_BEFORE = (
+    S.c.updated_at <= param("at"),
+    sa.or_(S.c.updated_at < param("at"), S.c.id < param("before_id")),
+)
+_RECENT = {
+    (paged, filtered): scoped_select(S)
+    .where(*(_BEFORE if paged else ()), *((S.c.agent == param("agent"),) if filtered else ()))
+    .order_by(*_NEWER_FIRST)
+    .limit(param("limit"))
+    for paged in (False, True)
+    for filtered in (False, True)
+}
+_RESERVE = Prepared(
     scoped_update(S)
     .where(_BY_ID)
     .values(message_count=S.c.message_count + param("n"), updated_at=param("now"))
@@ -53,7 +69,11 @@ _SET_COUNT = scoped_update(S).where(_BY_ID).values(message_count=param("count"))
 _KEYED = scoped_select(M).where(
     M.c.session_id == param("sid"), M.c.idempotency_key.in_(param("keys", expanding=True))
 )
-_INSERT_MESSAGES = scoped_insert(M)
+# one key (a turn's message): no expanding IN, whose rendering costs more than the lookup
+_KEYED_ONE = Prepared(
+    scoped_select(M).where(M.c.session_id == param("sid"), M.c.idempotency_key == param("key"))
+)
+_INSERT_MESSAGES = Prepared(scoped_insert(M))
 _ARCHIVED_UPTO = scoped_select(S, S.c.archived_upto).where(_BY_ID)
 _CHUNK = (
     scoped_select(A, A.c.last_seq, A.c.codec, A.c.data)
@@ -81,9 +101,12 @@ _INSERT_ARCHIVE = scoped_insert(A)
 
 
 class SqlSessionStore:
-    def __init__(self, db: Database, *, now: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, db: Database, *, now: Callable[[], float] = time.time, sealer: Sealer = NO_SEALING
+    ) -> None:
         self._db = db
         self._now = now
+        self._sealer = sealer  #: encryption at rest (``wayport.store.sealing``)
 
     async def create(
         self,
@@ -127,8 +150,8 @@ class SqlSessionStore:
         scope = Scope(tenant)
 
         def job(conn: sa.Connection) -> Session | None:
-            row = scope.execute(conn, _GET, {"sid": session_id}).first()
-            return None if row is None else session_from_row(row)
+            row = _GET.first(scope, conn, {"sid": session_id})
+            return None if row is None else session_from_row(row, self._sealer)
 
         return await self._db.read(job)
 
@@ -146,7 +169,7 @@ class SqlSessionStore:
         if agent_version is not UNSET:
             values["agent_version"] = agent_version
         if summary is not UNSET:
-            values["summary"] = summary
+            values["summary"] = self._sealer.seal_text(tenant, "sessions.summary", summary)
         if pinned is not UNSET:
             values["pinned"] = list(pinned)
         if metadata is not UNSET:
@@ -159,7 +182,7 @@ class SqlSessionStore:
             row = scope.execute(conn, stmt, {"sid": session_id}).first()
             if row is None:
                 raise _missing(session_id)
-            return session_from_row(row)
+            return session_from_row(row, self._sealer)
 
         return await self._db.write(job)
 
@@ -176,9 +199,9 @@ class SqlSessionStore:
     async def append(
         self, tenant: str, session_id: str, messages: Sequence[NewMessage]
     ) -> list[StoredMessage]:
-        scope, now = Scope(tenant), self._now()
+        scope, now, sealer = Scope(tenant), self._now(), self._sealer
         return await self._db.write(
-            lambda conn: append_messages(conn, scope, session_id, messages, now=now)
+            lambda conn: append_messages(conn, scope, session_id, messages, now=now, sealer=sealer)
         )
 
     async def history(
@@ -199,13 +222,15 @@ class SqlSessionStore:
                 chunk = scope.execute(conn, _CHUNK, {"sid": session_id, "after": cursor}).first()
                 if chunk is None:
                     break
-                archived = codec.decode_history(chunk.codec, chunk.data, session_id=session_id)
+                data = self._sealer.open_bytes(tenant, "session_archive.data", chunk.data)
+                archived = codec.decode_history(chunk.codec, data, session_id=session_id)
                 out.extend(m for m in archived if m.seq > cursor)
                 cursor = chunk.last_seq
             del out[limit:]
             if len(out) < limit:
                 params = {"sid": session_id, "after": cursor, "limit": limit - len(out)}
-                out.extend(message_from_row(r) for r in scope.execute(conn, _HOT, params))
+                rows = scope.execute(conn, _HOT, params)
+                out.extend(message_from_row(r, self._sealer) for r in rows)
             return out
 
         return await self._db.read(job)
@@ -221,13 +246,15 @@ class SqlSessionStore:
                 raise _missing(session_id)
             upto, last = counts.archived_upto, counts.message_count - keep_last
             params = {"sid": session_id, "first": upto + 1, "last": last}
-            return upto, [message_from_row(r) for r in scope.execute(conn, _COLD, params)]
+            rows = scope.execute(conn, _COLD, params)
+            return upto, [message_from_row(r, self._sealer) for r in rows]
 
         upto, cold = await self._db.read(collect)
         if not cold:
             return 0
         # compress outside the writer: it is CPU work the other writers need not wait for
         blob = await asyncio.to_thread(codec.encode_history, cold)
+        blob = self._sealer.seal_bytes(tenant, "session_archive.data", blob)
         first, last = cold[0].seq, cold[-1].seq
         archive_row = {
             "session_id": session_id,
@@ -256,7 +283,32 @@ class SqlSessionStore:
         scope = Scope(tenant)
         params = {"before": updated_before, "limit": limit}
         return await self._db.read(
-            lambda conn: [session_from_row(r) for r in scope.execute(conn, _IDLE, params)]
+            lambda conn: [
+                session_from_row(r, self._sealer) for r in scope.execute(conn, _IDLE, params)
+            ]
+        )
+
+    async def recent(
+        self,
+        tenant: str,
+        *,
+        limit: int = 50,
+        before: tuple[float, str] | None = None,
+        agent: str | None = None,
+    ) -> list[Session]:
+        scope = Scope(tenant)
+        if limit < 1:
+            raise InvalidRequest("limit must be at least 1", param="limit")
+        statement = _RECENT[(before is not None, agent is not None)]
+        params: dict[str, Any] = {"limit": limit}
+        if agent is not None:
+            params["agent"] = agent
+        if before is not None:
+            params["at"], params["before_id"] = before
+        return await self._db.read(
+            lambda conn: [
+                session_from_row(r, self._sealer) for r in scope.execute(conn, statement, params)
+            ]
         )
 
 
@@ -269,37 +321,44 @@ def append_messages(
     now: float,
     run_id: str | None = None,
     step_no: int | None = None,
+    sealer: Sealer = NO_SEALING,
+    tags: Sequence[tuple[str | None, int | None]] | None = None,
 ) -> list[StoredMessage]:
     """Append inside the caller's transaction (``RunStore.record_step`` shares it). Raises
-    ``NotFound`` for a session missing in this tenant."""
+    ``NotFound`` for a session missing in this tenant. ``tags`` gives each message its own
+    ``(run_id, step_no)`` (one append for a run's input and its step, as ``checkpoint`` does)."""
     reserve = {"sid": session_id, "n": len(new), "now": now}
-    top = scope.execute(conn, _RESERVE, reserve).scalar()
+    top = _RESERVE.scalar(scope, conn, reserve)
     if top is None:
         raise _missing(session_id)
     keys = [m.idempotency_key for m in new if m.idempotency_key is not None]
     seen: dict[str, StoredMessage] = {}
-    if keys:
+    if len(keys) == 1:
+        found = _KEYED_ONE.all(scope, conn, {"sid": session_id, "key": keys[0]})
+        seen = {row.idempotency_key: message_from_row(row, sealer) for row in found}
+    elif keys:
         rows = scope.execute(conn, _KEYED, {"sid": session_id, "keys": keys})
-        seen = {row.idempotency_key: message_from_row(row) for row in rows}
+        seen = {row.idempotency_key: message_from_row(row, sealer) for row in rows}
     out: list[StoredMessage] = []
     fresh: list[dict[str, Any]] = []
     seq = top - len(new)
-    for item in new:
+    for i, item in enumerate(new):
         key = item.idempotency_key
         if key is not None and key in seen:
             out.append(seen[key])
             continue
         seq += 1
-        stored = _stored(item, session_id, seq, now, run_id, step_no)
+        rid, sno = tags[i] if tags is not None else (run_id, step_no)
+        stored = _stored(item, session_id, seq, now, rid, sno)
         if key is not None:
             seen[key] = stored  # the same key twice in one call is one message too
         out.append(stored)
-        fresh.append(message_row(stored))
+        fresh.append(message_row(stored, sealer, scope.tenant))
     if seq != top:
         # some were retries: hand back the numbers reserved for them (the row is still ours)
         scope.execute(conn, _SET_COUNT, {"sid": session_id, "count": seq})
     if fresh:
-        scope.execute_many(conn, _INSERT_MESSAGES, fresh)
+        _INSERT_MESSAGES.execute_many(scope, conn, fresh)
     return out
 
 

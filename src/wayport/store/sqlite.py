@@ -1,8 +1,11 @@
 """SQLite, embedded: WAL mode, group commit, reads on a small thread pool.
 
-WAL mode lets readers run while the writer writes. ``synchronous=NORMAL`` makes a commit an
-append to the WAL, synced at checkpoints: a power cut may lose the last commits, never corrupt
-the file. The busy timeout makes other processes on the same file wait rather than fail, and
+WAL mode lets readers run while the writer writes. ``synchronous=NORMAL`` (the default) makes
+a commit an append to the WAL, synced at checkpoints: durable against a crash of the process (the
+operating system holds the appended pages), while a power cut may lose the last commits, never
+corrupt the file. ``synchronous="FULL"`` syncs the WAL at every commit: durable against power
+loss too, at the price of an fsync per commit (group commit shares it between the jobs of a
+batch). The busy timeout makes other processes on the same file wait rather than fail, and
 foreign keys on make deletes cascade.
 
 Python's sqlite3 begins transactions only before data changes; Wayport takes over ``BEGIN`` so
@@ -14,7 +17,10 @@ every read is a consistent snapshot and the writer takes the write lock up front
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import sqlite3
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
@@ -26,13 +32,13 @@ import sqlalchemy as sa
 
 from wayport.core.errors import StoreError
 from wayport.store.database import Database, json_dumps
-from wayport.store.errors import translated
+from wayport.store.errors import DB_ERRORS, is_connection_error, translated
 from wayport.store.writer import WRITER_OPTION, GroupCommitWriter, Job
 
 T = TypeVar("T")
 
-PRAGMAS = (  # per connection; WAL mode belongs to the file (see enable_wal)
-    "PRAGMA synchronous=NORMAL",
+SYNCHRONOUS = ("NORMAL", "FULL")
+PRAGMAS = (  # per connection, after synchronous; WAL mode belongs to the file (see enable_wal)
     "PRAGMA busy_timeout=5000",
     "PRAGMA foreign_keys=ON",
 )
@@ -41,8 +47,11 @@ PRAGMAS = (  # per connection; WAL mode belongs to the file (see enable_wal)
 class SqliteDatabase(Database):
     dialect = "sqlite"
 
-    def __init__(self, path: Path, *, readers: int = 4) -> None:
+    def __init__(self, path: Path, *, readers: int = 4, synchronous: str = "NORMAL") -> None:
+        if synchronous not in SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {SYNCHRONOUS}, not {synchronous!r}")
         self.path = path
+        self.synchronous = synchronous
         self._engine = sa.create_engine(
             sa.URL.create("sqlite+pysqlite", database=str(path)),
             # connections move between the reader threads (never two at once)
@@ -52,17 +61,22 @@ class SqliteDatabase(Database):
             json_serializer=json_dumps,
             json_deserializer=msgspec.json.decode,
         )
-        sa.event.listen(self._engine, "connect", _on_connect)
+        sa.event.listen(self._engine, "connect", functools.partial(_on_connect, synchronous))
         sa.event.listen(self._engine, "begin", _on_begin)
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="wayport-sqlite-read")
+        # each reader thread keeps its connection: a checkout from the pool and its reset on
+        # return cost more than a primary-key read itself
+        self._reader_local = threading.local()
+        self._reader_conns: set[sa.Connection] = set()
+        self._reader_lock = threading.Lock()
         self._writer = GroupCommitWriter(self._engine)
         self.stats = self._writer.stats
 
     @classmethod
-    async def open(cls, path: Path) -> SqliteDatabase:
+    async def open(cls, path: Path, *, synchronous: str = "NORMAL") -> SqliteDatabase:
         """Create the file (and its folder) if need be, switch it to WAL, start the writer."""
         await asyncio.to_thread(enable_wal, path)
-        db = cls(path)
+        db = cls(path, synchronous=synchronous)
         db._writer.start()
         return db
 
@@ -75,8 +89,27 @@ class SqliteDatabase(Database):
         return await loop.run_in_executor(self._readers, self._read, job)
 
     def _read(self, job: Job[T]) -> T:
-        with translated(), self._engine.connect() as conn:
-            return job(conn)
+        with translated():
+            conn: sa.Connection | None = getattr(self._reader_local, "conn", None)
+            if conn is None:
+                conn = self._engine.connect()
+                with self._reader_lock:
+                    self._reader_conns.add(conn)
+                self._reader_local.conn = conn
+            try:
+                try:
+                    return job(conn)
+                finally:
+                    conn.rollback()  # the snapshot ends: the next read sees the latest commits
+            except Exception as exc:
+                if is_connection_error(exc):  # replaced before this thread's next read
+                    self._reader_local.conn = None
+                    with self._reader_lock:
+                        self._reader_conns.discard(conn)
+                    with contextlib.suppress(*DB_ERRORS):
+                        conn.invalidate()
+                        conn.close()
+                raise
 
     async def write(self, job: Job[T]) -> T:
         return await self._writer.submit(job)
@@ -84,6 +117,11 @@ class SqliteDatabase(Database):
     async def close(self) -> None:
         await self._writer.close()
         await asyncio.to_thread(self._readers.shutdown)  # waits for reads in flight
+        with self._reader_lock:
+            held, self._reader_conns = list(self._reader_conns), set()
+        for conn in held:
+            with contextlib.suppress(*DB_ERRORS):
+                conn.close()
         await asyncio.to_thread(self._engine.dispose)
 
 
@@ -111,12 +149,19 @@ def enable_wal(path: Path, *, attempts: int = 50) -> None:
         return
 
 
-def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+def _on_connect(synchronous: str, dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None  # sqlite3's own BEGIN handling off; see _on_begin
+    dbapi_conn.execute(f"PRAGMA synchronous={synchronous}")  # one of SYNCHRONOUS
     for pragma in PRAGMAS:
         dbapi_conn.execute(pragma)
 
 
 def _on_begin(conn: sa.Connection) -> None:
     writer = conn.get_execution_options().get(WRITER_OPTION, False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+    statement = "BEGIN IMMEDIATE" if writer else "BEGIN"
+    try:
+        # straight to the driver: a transaction's BEGIN is not worth SQLAlchemy's execution
+        # machinery, which costs several times the statement on every read and write
+        conn.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
+    except sqlite3.Error as exc:
+        raise sa.exc.OperationalError(statement, None, exc) from exc

@@ -19,7 +19,6 @@ from __future__ import annotations
 import atexit
 import logging
 import queue
-import re
 import sys
 import threading
 from collections.abc import Iterable
@@ -28,23 +27,30 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-REDACTED = "[REDACTED]"
-_TOKEN_PATTERNS = (
-    r"(?i:\bbearer\s+)[A-Za-z0-9\-._~+/]+=*",  # credentials in Authorization-style text
-    r"\bsk-[A-Za-z0-9_\-]{6,}",  # the common shape of provider API keys
-)
+from wayport.core.redaction import REDACTED, SECRETS, SecretRedactor, redact, register
+
+__all__ = [
+    "REDACTED",
+    "LogHandle",
+    "Redactor",
+    "configure_logging",
+    "redact",
+    "register_secrets",
+]
 _UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 
 
 class Redactor:
     """A structlog processor that masks secrets anywhere in the event dict: every configured
     secret value, bearer tokens and ``sk-…`` keys. Values that are not plain data are turned
-    into (masked) text first, so no ``repr`` can smuggle a secret past it."""
+    into (masked) text first, so no ``repr`` can smuggle a secret past it.
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        # Longest first, so that a secret containing another is masked whole.
-        literal = sorted({s for s in secrets if s}, key=len, reverse=True)
-        self._pattern = re.compile("|".join([*map(re.escape, literal), *_TOKEN_PATTERNS]))
+    ``secrets`` join ``registry`` (the process-wide one by default, which the configuration
+    loader fills), so logs, traces and error bodies all mask the same values."""
+
+    def __init__(self, secrets: Iterable[str] = (), *, registry: SecretRedactor = SECRETS) -> None:
+        registry.add(secrets)
+        self._registry = registry
 
     def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
         return {key: self.clean(value) for key, value in event_dict.items()}
@@ -63,14 +69,12 @@ class Redactor:
         return self.scrub(str(value))
 
     def scrub(self, text: str) -> str:
-        return self._pattern.sub(_mask, text)
+        return self._registry.redact(text)
 
 
-def _mask(match: re.Match[str]) -> str:
-    found = match.group()
-    scheme, space, _ = found.partition(" ")
-    # Keep the word "Bearer" so that a reader still sees what kind of secret was there.
-    return f"{scheme} {REDACTED}" if space and scheme.lower() == "bearer" else REDACTED
+def register_secrets(secrets: Iterable[str]) -> None:
+    """Mask these values in every log line, trace attribute and error body from now on."""
+    register(secrets)
 
 
 class _Writer:

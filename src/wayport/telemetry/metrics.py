@@ -150,6 +150,71 @@ class Metrics:
                 registry=r,
             )
         )
+        # --- agent runs and tools (observability issue) ---
+        self._runs = _Children(
+            Counter(
+                "wayport_agent_runs",
+                "Agent run attempts finished, by agent and status "
+                "(completed, failed, cancelled, requires_action).",
+                ["agent", "status"],
+                registry=r,
+            )
+        )
+        self._run_seconds = _Children(
+            Histogram(
+                "wayport_agent_run_duration_seconds",
+                "Time one attempt of an agent run took, from claim to finish.",
+                ["agent"],
+                buckets=latency_buckets,
+                registry=r,
+            )
+        )
+        self._tool_calls = _Children(
+            Counter(
+                "wayport_tool_calls",
+                "Tool calls agents made, by tool and outcome (ok or error).",
+                ["agent", "tool", "outcome"],
+                registry=r,
+            )
+        )
+        self._escalations = _Children(
+            Counter(
+                "wayport_agent_escalations",
+                "Runs handed to a human: calls of the built-in escalate tool.",
+                ["agent"],
+                registry=r,
+            )
+        )
+        # --- end agent runs and tools ---
+        # --- scale-out: the autoscaler's signal (docs/scaling.md) ---
+        self._runs_in_flight = _Children(
+            Gauge(
+                "wayport_agent_runs_in_flight",
+                "Agent runs executing on this replica now, by agent.",
+                ["agent"],
+                registry=r,
+            )
+        )
+        # --- end scale-out ---
+        # --- usage and cost (wayport.service.usage) ---
+        self._usage_tokens = _Children(
+            Counter(
+                "wayport_usage_tokens",
+                "Tokens in the usage ledger, by public model, agent ('' for plain requests) "
+                "and direction (in: prompt, out: completion).",
+                ["model", "agent", "direction"],
+                registry=r,
+            )
+        )
+        self._usage_cost = _Children(
+            Counter(
+                "wayport_usage_cost_dollars",
+                "Cost in US dollars from the price table, by public model and agent.",
+                ["model", "agent"],
+                registry=r,
+            )
+        )
+        # --- end usage and cost ---
 
     # HTTP server
 
@@ -205,6 +270,52 @@ class Metrics:
         """Report ``read()`` (the last cold-start time, ``None`` before any load) at each
         scrape, so lazy reloads after an idle unload show up without a push."""
         self._load_seconds.get(deployment).set_function(lambda: read() or 0.0)
+
+    # Agent runs (``wayport.telemetry.runs.RunTelemetry``)
+
+    def run_finished(self, agent: str, status: str, seconds: float) -> None:
+        self._runs.get(agent, status).inc()
+        self._run_seconds.get(agent).observe(seconds)
+
+    def run_started(self, agent: str) -> None:
+        """A run began executing here (scale-out: ``wayport_agent_runs_in_flight``)."""
+        self._runs_in_flight.get(agent).inc()
+
+    def run_stopped(self, agent: str) -> None:
+        """It stopped here, however: finished, failed, cancelled, handed back or drained."""
+        self._runs_in_flight.get(agent).dec()
+
+    def tool_call(self, agent: str, tool: str, ok: bool) -> None:
+        """``tool`` must be a configured tool name: label values stay bounded."""
+        self._tool_calls.get(agent, tool, "ok" if ok else "error").inc()
+
+    def escalation(self, agent: str) -> None:
+        self._escalations.get(agent).inc()
+
+    def names(self) -> set[str]:
+        """Every sample name this registry can expose (``_total``, ``_bucket`` … included),
+        for checking dashboards and alert rules against it."""
+        found: set[str] = set()
+        for family in self.registry.collect():
+            found.add(family.name)
+            kind = family.type
+            if kind == "counter":
+                found |= {f"{family.name}_total", f"{family.name}_created"}
+            elif kind == "histogram":
+                found |= {f"{family.name}_{s}" for s in ("bucket", "sum", "count", "created")}
+            found |= {sample.name for sample in family.samples}
+        return found
+
+    # Usage ledger (``wayport.service.usage.CostObserver``)
+
+    def usage_recorded(
+        self, model: str, agent: str, prompt_tokens: int, completion_tokens: int, cost: float
+    ) -> None:
+        if prompt_tokens:
+            self._usage_tokens.get(model, agent, "in").inc(prompt_tokens)
+        if completion_tokens:
+            self._usage_tokens.get(model, agent, "out").inc(completion_tokens)
+        self._usage_cost.get(model, agent).inc(cost)
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition and its content type."""

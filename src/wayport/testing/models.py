@@ -8,6 +8,7 @@ asked for each request instead.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -52,8 +53,13 @@ class ScriptedBackend:
         delay: float = 0.0,
         clock: Clock | None = None,
         embeddings: bool = False,
+        gate: asyncio.Event | None = None,
+        gate_after: int = 1,
     ) -> None:
         self.name = name
+        #: streams hold after ``gate_after`` chunks until ``gate`` is set, so a test can act
+        #: while a reply is provably mid-stream
+        self._gate, self._gate_after = gate, gate_after
         self._fn = script if callable(script) else None
         self._steps: deque[Step] = deque() if callable(script) or script is None else deque(script)
         self._default = default
@@ -74,8 +80,6 @@ class ScriptedBackend:
         if self._delay and self._clock is not None:
             await self._clock.sleep(self._delay)
         elif self._delay:
-            import asyncio
-
             await asyncio.sleep(self._delay)
 
     async def start(self) -> None:
@@ -118,6 +122,8 @@ class ScriptedBackend:
             raise step.error
         words = step.text.split(" ") if step.text else []
         for i, word in enumerate(words):
+            if self._gate is not None and i == self._gate_after:
+                await self._gate.wait()
             yield Chunk(
                 content=word if i == len(words) - 1 else word + " ",
                 role="assistant" if i == 0 else None,

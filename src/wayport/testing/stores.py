@@ -12,24 +12,25 @@ sees what a database would show it. Nothing survives the process.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import msgspec
 
+from wayport.core.agent import AgentSpec
 from wayport.core.errors import Conflict, InvalidRequest, NotFound
 from wayport.core.ids import new_id
 from wayport.core.session import (
     UNFINISHED,
     UNSET,
+    Checkpoint,
     Json,
     NewMessage,
+    NewStep,
     Run,
+    RunEnd,
     RunStatus,
     RunStep,
     Session,
@@ -40,7 +41,11 @@ from wayport.core.session import (
     leaving_for,
 )
 from wayport.ports import RunStore, SessionStore
+from wayport.store.codec import spec_from_json, spec_to_json
 from wayport.store.scope import Scope
+from wayport.testing.postgres import POSTGRES_SERVER as POSTGRES_SERVER  # re-exported
+from wayport.testing.postgres import create_scratch_database as create_scratch_database
+from wayport.testing.postgres import drop_scratch_database as drop_scratch_database
 
 T = TypeVar("T")
 Key = tuple[str, str]  # (tenant, id): ids are unique per tenant, as in the SQL schema
@@ -53,6 +58,7 @@ class _State:
     archived_upto: dict[Key, int] = field(default_factory=dict)
     runs: dict[Key, Run] = field(default_factory=dict)
     steps: dict[Key, dict[int, RunStep]] = field(default_factory=dict)
+    agents: dict[tuple[str, str, str], Json] = field(default_factory=dict)  #: pinned specs
 
 
 class MemoryStores:
@@ -171,6 +177,26 @@ class MemorySessionStore:
         ]
         return sorted(found, key=lambda s: (s.updated_at, s.id))[:limit]
 
+    async def recent(
+        self,
+        tenant: str,
+        *,
+        limit: int = 50,
+        before: tuple[float, str] | None = None,
+        agent: str | None = None,
+    ) -> list[Session]:
+        _tenant(tenant)
+        if limit < 1:
+            raise InvalidRequest("limit must be at least 1", param="limit")
+        found = [
+            s
+            for (t, _), s in self._s.sessions.items()
+            if t == tenant
+            and (agent is None or s.agent == agent)
+            and (before is None or (s.updated_at, s.id) < before)
+        ]
+        return sorted(found, key=lambda s: (s.updated_at, s.id), reverse=True)[:limit]
+
 
 class MemoryRunStore:
     def __init__(self, state: _State, now: Callable[[], float]) -> None:
@@ -185,6 +211,7 @@ class MemoryRunStore:
         input: Json = None,
         agent_version: str = "",
         run_id: str | None = None,
+        worker: str | None = None,
     ) -> Run:
         _session(self._s, _key(tenant, session_id))
         key = _key(tenant, run_id or new_id("run"))
@@ -201,6 +228,15 @@ class MemoryRunStore:
             updated_at=t,
             agent_version=agent_version,
         )
+        if worker is not None:
+            run = replace(
+                run,
+                status=RunStatus.RUNNING,
+                claimed_by=worker,
+                heartbeat_at=t,
+                attempt=1,
+                started_at=t,
+            )
         self._s.runs[key] = run
         self._s.steps[key] = {}
         return run
@@ -325,6 +361,96 @@ class MemoryRunStore:
         _run(self._s, key)
         return [self._s.steps[key][n] for n in sorted(self._s.steps[key])]
 
+    async def checkpoint(
+        self,
+        tenant: str,
+        run_id: str,
+        *,
+        inbound: Sequence[NewMessage] = (),
+        steps: Sequence[NewStep] = (),
+        end: RunEnd | None = None,
+        started_at: float | None = None,
+        worker: str | None = None,
+    ) -> Checkpoint:
+        # everything is checked and built before anything changes: all or nothing, like SQL
+        if end is not None and end.status is RunStatus.RUNNING:
+            raise ValueError("a checkpoint cannot end a run as 'running'")
+        key = _key(tenant, run_id)
+        run = _run(self._s, key)
+        if run.status is not RunStatus.RUNNING or (worker is not None and run.claimed_by != worker):
+            raise Conflict(f"run {run_id} is {run.status}, not running for {worker}")
+        recorded = self._s.steps[key]
+        history = self._s.history[(tenant, run.session_id)]
+        items = list(inbound)
+        tags: list[tuple[str | None, int | None]] = [(None, None)] * len(inbound)
+        replayed: dict[int, StepRecord] = {}
+        for step in steps:
+            done = recorded.get(step.step_no)
+            if done is None:
+                items.extend(step.messages)
+                tags.extend([(run_id, step.step_no)] * len(step.messages))
+            elif step.idempotency_key is None or done.idempotency_key != step.idempotency_key:
+                raise Conflict(f"step {step.step_no} of run {run_id} is already recorded")
+            else:
+                produced = [m for m in history if (m.run_id, m.step_no) == (run_id, step.step_no)]
+                replayed[step.step_no] = StepRecord(
+                    step=done, messages=tuple(produced), replayed=True
+                )
+        t = self._now()
+        payloads = {s.step_no: _json(s.payload) for s in steps}
+        output = _json(end.output) if end is not None else None
+        stored = _append(self._s, (tenant, run.session_id), items, t, tags=tags)
+        records: list[StepRecord] = []
+        at = len(inbound)
+        for step in steps:
+            if step.step_no in replayed:
+                records.append(replayed[step.step_no])
+                continue
+            made = RunStep(
+                run_id=run_id,
+                step_no=step.step_no,
+                kind=step.kind,
+                payload=payloads[step.step_no],
+                idempotency_key=step.idempotency_key,
+                created_at=t,
+            )
+            recorded[step.step_no] = made
+            records.append(
+                StepRecord(step=made, messages=tuple(stored[at : at + len(step.messages)]))
+            )
+            at += len(step.messages)
+        run = replace(run, updated_at=t, started_at=run.started_at or started_at)
+        if end is not None:
+            run = replace(
+                run,
+                status=end.status,
+                output=output,
+                error=end.error,
+                claimed_by=None,
+                heartbeat_at=None,
+                started_at=None if end.status.waiting else run.started_at,
+            )
+        self._s.runs[key] = run
+        return Checkpoint(run=run, inbound=tuple(stored[: len(inbound)]), steps=tuple(records))
+
+    async def pin_agent(self, tenant: str, spec: AgentSpec) -> None:
+        self._s.agents.setdefault((_tenant(tenant), spec.name, spec.version), spec_to_json(spec))
+
+    async def pinned_agent(self, tenant: str, agent: str, version: str) -> AgentSpec | None:
+        found = self._s.agents.get((_tenant(tenant), agent, version))
+        return None if found is None else spec_from_json(_json(found))
+
+    async def set_agent_version(  # releases: failover
+        self, tenant: str, run_id: str, version: str, *, worker: str | None = None
+    ) -> Run:
+        key = _key(tenant, run_id)
+        run = _run(self._s, key)
+        if run.status is not RunStatus.RUNNING or (worker is not None and run.claimed_by != worker):
+            raise Conflict(f"run {run_id} is {run.status}, not running for {worker}")
+        run = replace(run, agent_version=version, updated_at=self._now())
+        self._s.runs[key] = run
+        return run
+
     def _select(self, tenant: str, keep: Callable[[Run], bool]) -> list[Run]:
         _tenant(tenant)
         return [r for (t, _), r in self._s.runs.items() if t == tenant and keep(r)]
@@ -338,6 +464,7 @@ def _append(
     *,
     run_id: str | None = None,
     step_no: int | None = None,
+    tags: Sequence[tuple[str | None, int | None]] | None = None,
 ) -> list[StoredMessage]:
     """Everything is checked and built before anything changes: all or nothing, like SQL."""
     session = _session(state, key)
@@ -346,13 +473,14 @@ def _append(
     out: list[StoredMessage] = []
     fresh: list[StoredMessage] = []
     seq = session.message_count
-    for item in new:
+    for i, item in enumerate(new):
         key_ = item.idempotency_key
         if key_ is not None and key_ in seen:
             out.append(seen[key_])
             continue
         seq += 1
         msg = item.message
+        rid, sno = tags[i] if tags is not None else (run_id, step_no)
         stored = StoredMessage(
             session_id=key[1],
             seq=seq,
@@ -363,8 +491,8 @@ def _append(
             tool_call_id=msg.get("tool_call_id"),
             tokens=item.tokens,
             created_at=now,
-            run_id=run_id,
-            step_no=step_no,
+            run_id=rid,
+            step_no=sno,
             idempotency_key=key_,
         )
         if key_ is not None:
@@ -420,46 +548,3 @@ def _json(value: T) -> T:
 def _implements_ports(stores: MemoryStores) -> tuple[SessionStore, RunStore]:
     """Never called: type checkers verify here that the memory stores implement the ports."""
     return stores.sessions, stores.runs
-
-
-# --- scratch Postgres databases ----------------------------------------------------------------
-
-POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432"
-
-
-async def create_scratch_database(server: str = POSTGRES_SERVER) -> str:
-    """Create an empty database ``wayport_test_<random>`` on ``server`` (a libpq URL without a
-    database) and return its SQLAlchemy URL. Raises ``OSError`` or an ``asyncpg`` error when the
-    server cannot be reached::
-
-        url = await create_scratch_database()
-        try:
-            store = await open_store(url)
-            ...
-        finally:
-            await drop_scratch_database(url)
-    """
-    name = f"wayport_test_{os.urandom(6).hex()}"
-    conn = await asyncpg.connect(_with_database(server, "postgres"), timeout=10)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return _with_database(server, name).replace("postgresql://", "postgresql+asyncpg://", 1)
-
-
-async def drop_scratch_database(url: str) -> None:
-    """Drop a database ``create_scratch_database`` made, closing any connection still open."""
-    parts = urlsplit(url.replace("postgresql+asyncpg://", "postgresql://", 1))
-    name = parts.path.lstrip("/")
-    if not name.startswith("wayport_test_"):
-        raise ValueError(f"refusing to drop {name!r}: not a scratch database")
-    conn = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")), timeout=10)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
-def _with_database(server: str, name: str) -> str:
-    return urlunsplit(urlsplit(server)._replace(path=f"/{name}"))

@@ -427,7 +427,11 @@ class ChannelStore(Protocol):
         """Add items; one whose id is stored already is left as it is."""
 
     async def pending(self, tenant: str, *, limit: int = 500) -> list[OutboxItem]:
-        """Pending items, by target and id."""
+        """Pending items, by target and id (to inspect; the dispatcher reads ``heads``)."""
+
+    async def heads(self, tenant: str, *, limit: int = 500) -> list[OutboxItem]:
+        """The oldest pending item (by ``created_at``, then id) of each conversation, a
+        ``(channel, target)``, for at most ``limit`` conversations, oldest heads first."""
 
     async def outbox(self, tenant: str, item_id: str) -> OutboxItem | None: ...
 

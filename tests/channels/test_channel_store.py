@@ -25,15 +25,21 @@ pytestmark = pytest.mark.anyio
 MESSAGE = Inbound(channel="tg", message_id="7:1", sender="7", chat="7", text="hi")
 
 
-def item(n: int, *, target: str = "7#", at: float = 0.0) -> OutboxItem:
+def item(
+    n: int, *, target: str = "7#", at: float = 0.0, channel: str = "tg", key: str = "in-x"
+) -> OutboxItem:
     return OutboxItem(
-        id=f"in-x:{n:04d}",
-        channel="tg",
+        id=f"{key}:{n:04d}",
+        channel=channel,
         target=target,
-        message=Outbound(channel="tg", chat="7", text=f"part {n}"),
+        message=Outbound(channel=channel, chat=target.split("#")[0], text=f"part {n}"),
         created_at=at,
         next_attempt_at=at,
     )
+
+
+def ids(items: list[OutboxItem]) -> list[str]:
+    return [i.id for i in items]
 
 
 async def test_the_same_message_is_accepted_once(channel_store: ChannelStore, tenant: str) -> None:
@@ -84,6 +90,60 @@ async def test_outbox_enqueue_is_idempotent_and_ordered(
         await store.settle(tenant, "in-x:0000", OutboxStatus.DROPPED, attempts=2)
     await store.enqueue(tenant, [item(0)])  # re-enqueueing a delivered item does not resend it
     assert [i.id for i in await store.pending(tenant)] == ["in-x:0001", "in-x:0002"]
+
+
+async def test_a_busy_conversation_does_not_hide_another(
+    channel_store: ChannelStore, tenant: str
+) -> None:
+    """600 replies wait in one conversation (its platform is down): the head of another, newer
+    and sorting after it, is still read."""
+    store = channel_store
+    await store.enqueue(tenant, [item(n, target="1#", at=1.0 + n, key="in-a") for n in range(600)])
+    await store.enqueue(tenant, [item(0, target="2#", at=5000.0, key="in-b")])
+    heads = await store.heads(tenant)
+    assert ids(heads) == ["in-a:0000", "in-b:0000"]
+    assert heads[1].message == Outbound(channel="tg", chat="2", text="part 0")
+    assert ids(await store.heads(tenant, limit=1)) == ["in-a:0000"]  # oldest heads first
+
+
+async def test_heads_are_each_conversations_oldest_pending_item(
+    channel_store: ChannelStore, tenant: str
+) -> None:
+    store = channel_store
+    await store.enqueue(
+        tenant,
+        [
+            item(1, target="7#", at=20.0),  # created before 0001 although its id sorts after
+            item(2, target="7#", at=10.0),
+            item(3, target="7#", at=10.0),  # same age as 0002: the id decides
+            item(4, target="7#", at=5.0, channel="slack"),  # same target, another channel
+            item(5, target="8#", at=30.0),
+            item(6, target="8#", at=40.0),
+        ],
+    )
+    assert ids(await store.heads(tenant)) == ["in-x:0004", "in-x:0002", "in-x:0005"]
+    await store.settle(tenant, "in-x:0002", OutboxStatus.DELIVERED, attempts=1)
+    # a head waiting to be retried is still its conversation's head: replies leave in order
+    await store.settle(
+        tenant, "in-x:0005", OutboxStatus.PENDING, attempts=1, next_attempt_at=99.0, reason="x"
+    )
+    await store.settle(tenant, "in-x:0004", OutboxStatus.DROPPED, attempts=1, reason="gone")
+    heads = await store.heads(tenant)
+    assert ids(heads) == ["in-x:0003", "in-x:0005"]
+    assert (heads[1].attempts, heads[1].next_attempt_at, heads[1].reason) == (1, 99.0, "x")
+    for head in heads:
+        await store.settle(tenant, head.id, OutboxStatus.DELIVERED, attempts=1)
+    assert ids(await store.heads(tenant)) == ["in-x:0001", "in-x:0006"]
+
+
+async def test_heads_are_the_tenants_own(channel_store: ChannelStore, tenant: str) -> None:
+    store, other = channel_store, tenant + "-b"
+    await store.enqueue(tenant, [item(1, at=10.0), item(2, at=20.0)])
+    # an older item of the same conversation in another tenant hides nothing and is not shown
+    await store.enqueue(other, [item(0, at=1.0), item(9, target="9#", at=2.0)])
+    assert ids(await store.heads(tenant)) == ["in-x:0001"]
+    assert ids(await store.heads(other)) == ["in-x:0000", "in-x:0009"]
+    assert await store.heads(tenant + "-c") == []
 
 
 async def test_pairing_codes(channel_store: ChannelStore, tenant: str) -> None:

@@ -56,6 +56,9 @@ releases:
 
 CANDIDATE = "instructions: broken v2\n"  # the changed prompt
 
+# The analysis waits for 4 candidate requests however slowly the test sends them (a loaded CI
+# machine): with the default ``max_inconclusive`` (5), five 1 s analyses short of data pause the
+# rollout for a human, which is right in production and a race against the clock here.
 CANARY = """\
 kind: canary
 steps:
@@ -64,6 +67,7 @@ steps:
       conditions: ["error_rate <= 0.05"]
       min_requests: 4
       interval: 1
+      max_inconclusive: 100000
   - set_weight: 50
   - pause: {}
 """

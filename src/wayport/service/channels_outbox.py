@@ -71,14 +71,13 @@ class OutboxDispatcher:
 
     async def dispatch(self) -> int:
         """One pass over the outbox: the oldest pending item of each conversation is sent if
-        due, dropped if too old. Returns how many items were settled."""
+        due, dropped if too old; a conversation waiting on its platform holds back only its own
+        replies. Returns how many items were settled."""
         settled = 0
         store = self._store()
         for tenant in self._tenants():
-            heads: dict[tuple[str, str], OutboxItem] = {}
-            for item in await store.pending(tenant):
-                heads.setdefault((item.channel, item.target), item)
-            results = await asyncio.gather(*(self._deliver(tenant, i) for i in heads.values()))
+            heads = await store.heads(tenant)
+            results = await asyncio.gather(*(self._deliver(tenant, i) for i in heads))
             settled += sum(results)
         return settled
 

@@ -3,7 +3,7 @@
     store = SqlChannelStore(db)
     entry, new = await store.accept("default", inbound, entry_id="in-…")  # dedup by message id
     await store.enqueue("default", [OutboxItem(id="in-…:0", …)])          # a retry is a no-op
-    for item in await store.pending("default"):
+    for item in await store.heads("default"):          # each conversation's oldest item
         await store.settle("default", item.id, OutboxStatus.DELIVERED, attempts=1)
 
 The inbox's ``(tenant, channel, message_id)`` key is what makes a platform's retried delivery
@@ -81,6 +81,32 @@ _PENDING = (
     .where(OUT.c.status == OutboxStatus.PENDING.value)
     .order_by(OUT.c.target, OUT.c.id)
     .limit(param("limit"))
+)
+# each conversation's oldest pending item: ranked and picked from the index alone (no payload
+# is read), then only the picked heads' rows are fetched
+_RANKED = (
+    scoped_select(
+        OUT,
+        OUT.c.id,
+        OUT.c.created_at,
+        sa.func.row_number()
+        .over(partition_by=(OUT.c.channel, OUT.c.target), order_by=(OUT.c.created_at, OUT.c.id))
+        .label("place"),
+    )
+    .where(OUT.c.status == OutboxStatus.PENDING.value)
+    .subquery("ranked")
+)
+_PICKED = (
+    sa.select(_RANKED.c.id, _RANKED.c.created_at)
+    .where(_RANKED.c.place == 1)
+    .order_by(_RANKED.c.created_at, _RANKED.c.id)
+    .limit(param("limit"))
+    .subquery("picked")
+)
+_HEADS = (
+    scoped_select(OUT)
+    .join(_PICKED, OUT.c.id == _PICKED.c.id)
+    .order_by(_PICKED.c.created_at, _PICKED.c.id)
 )
 _GET_OUT = scoped_select(OUT).where(OUT.c.id == param("oid"))
 _SETTLE = (
@@ -226,6 +252,12 @@ class SqlChannelStore:
         scope, sealer = Scope(tenant), self._sealer
         return await self._db.read(
             lambda conn: [_item(r, sealer) for r in scope.execute(conn, _PENDING, {"limit": limit})]
+        )
+
+    async def heads(self, tenant: str, *, limit: int = 500) -> list[OutboxItem]:
+        scope, sealer = Scope(tenant), self._sealer
+        return await self._db.read(
+            lambda conn: [_item(r, sealer) for r in scope.execute(conn, _HEADS, {"limit": limit})]
         )
 
     async def outbox(self, tenant: str, item_id: str) -> OutboxItem | None:

@@ -80,9 +80,30 @@ _channel_inbox_v3 = sa.Table(
 )
 
 
+# channel_outbox as migration 3 created it (frozen: migration 12 replaces its index)
+_channel_outbox_v3 = sa.Table(
+    "channel_outbox",
+    _v3,
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("id", sa.String(200), nullable=False),
+    sa.Column("channel", sa.String(100), nullable=False),
+    sa.Column("target", sa.String(400), nullable=False),
+    sa.Column("payload", schema.JsonType, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.Double, nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("platform_id", sa.String(200), nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "id"),
+    sa.Index("ix_channel_outbox_status", "tenant_id", "status", "target", "id"),
+)
+
+
 def _v3_channels(conn: sa.Connection) -> None:
     _v3.create_all(conn)
-    schema.metadata.create_all(conn, tables=[schema.channel_outbox, schema.channel_pairings])
+    schema.metadata.create_all(conn, tables=[schema.channel_pairings])
 
 
 def _v4_security(conn: sa.Connection) -> None:
@@ -161,6 +182,13 @@ def _v11_agents(conn: sa.Connection) -> None:  # agent definitions made over the
     schema.metadata.create_all(conn, tables=[schema.agents])
 
 
+def _v12_outbox_heads(conn: sa.Connection) -> None:
+    # the dispatcher reads each conversation's oldest pending item, not every pending row
+    conn.exec_driver_sql("DROP INDEX ix_channel_outbox_status")
+    (heads,) = (i for i in schema.channel_outbox.indexes if i.name == "ix_channel_outbox_heads")
+    heads.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, description="sessions, messages, archive, runs, run steps", apply=_v1),
     Migration(
@@ -187,6 +215,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         apply=_v10_security,
     ),
     Migration(version=11, description="agent definitions (admin API)", apply=_v11_agents),
+    Migration(
+        version=12,
+        description="channel outbox: index of each conversation's oldest item",
+        apply=_v12_outbox_heads,
+    ),
 )
 
 

@@ -196,7 +196,10 @@ channel_outbox = sa.Table(
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),
     sa.PrimaryKeyConstraint("tenant_id", "id"),
-    sa.Index("ix_channel_outbox_status", "tenant_id", "status", "target", "id"),
+    # each conversation's oldest pending item (``SqlChannelStore.heads``), read from the index
+    sa.Index(
+        "ix_channel_outbox_heads", "tenant_id", "status", "channel", "target", "created_at", "id"
+    ),
 )
 
 channel_pairings = sa.Table(

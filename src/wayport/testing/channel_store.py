@@ -1,7 +1,7 @@
 """``ChannelStore`` in memory, for tests and the contract suite: the same behaviour as
 ``wayport.store.channels.SqlChannelStore`` (dedup by platform message id, idempotent enqueue,
-ordered pending items, final delivered/dropped states, pairing codes, replay nonces), per
-tenant, in one process.
+ordered pending items, each conversation's oldest, final delivered/dropped states, pairing
+codes, replay nonces), per tenant, in one process.
 
     store = MemoryChannelStore()
     entry, new = await store.accept("default", inbound, entry_id="in-1")
@@ -78,12 +78,20 @@ class MemoryChannelStore:
                 self._outbox[(tenant, item.id)] = replace(item, created_at=item.created_at or now)
 
     async def pending(self, tenant: str, *, limit: int = 500) -> list[OutboxItem]:
-        found = [
+        return sorted(self._pending(tenant), key=lambda i: (i.target, i.id))[:limit]
+
+    async def heads(self, tenant: str, *, limit: int = 500) -> list[OutboxItem]:
+        heads: dict[tuple[str, str], OutboxItem] = {}
+        for item in sorted(self._pending(tenant), key=lambda i: (i.created_at, i.id)):
+            heads.setdefault((item.channel, item.target), item)
+        return list(heads.values())[:limit]
+
+    def _pending(self, tenant: str) -> list[OutboxItem]:
+        return [
             i
             for (t, _), i in self._outbox.items()
             if t == tenant and i.status is OutboxStatus.PENDING
         ]
-        return sorted(found, key=lambda i: (i.target, i.id))[:limit]
 
     async def outbox(self, tenant: str, item_id: str) -> OutboxItem | None:
         return self._outbox.get((tenant, item_id))

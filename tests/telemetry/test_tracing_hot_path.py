@@ -25,10 +25,13 @@ from wayport.telemetry.tracing import SPANS_PER_TRACE, Tracing
 SECRET = "Zq8vN3kLm5Xp2Rt7Wy4Hs9Jd6Fg1Bc0A"
 
 
-def _tracing(keep: int = 200) -> tuple[Tracing, InMemorySpanExporter]:
+def _tracing(keep: int = 200, *, sdk: bool = True) -> tuple[Tracing, InMemorySpanExporter]:
+    """``sdk``: with an in-memory exporter, so the SDK builds the spans; else light ones."""
     tracing = Tracing(redact=Redactor([SECRET]).scrub, keep_traces=keep)
     exported = InMemorySpanExporter()
-    tracing.provider.add_span_processor(SimpleSpanProcessor(exported))
+    if sdk:
+        tracing.provider.add_span_processor(SimpleSpanProcessor(exported))
+    assert tracing.light is not sdk
     return tracing, exported
 
 
@@ -90,8 +93,9 @@ def test_a_callers_traceparent_is_continued() -> None:
     tracing.shutdown()
 
 
-def test_recent_traces_keep_the_last_ones_sorted_when_read() -> None:
-    tracing, _ = _tracing(keep=3)
+@pytest.mark.parametrize("sdk", [False, True], ids=["light", "sdk"])
+def test_recent_traces_keep_the_last_ones_sorted_when_read(sdk: bool) -> None:
+    tracing, _ = _tracing(keep=3, sdk=sdk)
     ids = [_request(tracing, "a" if i % 2 == 0 else "b", children=2) for i in range(5)]
     listed = tracing.recent.traces(tenant="a")
     # five traces ended, three kept: a's newest two (ids[4], ids[2]); ids[0] was dropped
@@ -114,8 +118,9 @@ def test_recent_traces_keep_the_last_ones_sorted_when_read() -> None:
     tracing.shutdown()
 
 
-def test_unread_spans_are_bounded() -> None:
-    tracing, _ = _tracing(keep=2)
+@pytest.mark.parametrize("sdk", [False, True], ids=["light", "sdk"])
+def test_unread_spans_are_bounded(sdk: bool) -> None:
+    tracing, _ = _tracing(keep=2, sdk=sdk)
     for _ in range(50):
         _request(tracing, "a", children=3)
     assert len(tracing.recent._ended) == 2 * SPANS_PER_TRACE
@@ -123,10 +128,12 @@ def test_unread_spans_are_bounded() -> None:
     tracing.shutdown()
 
 
-def test_without_a_reader_no_traces_are_kept() -> None:
-    tracing, exported = _tracing(keep=0)
+@pytest.mark.parametrize("sdk", [False, True], ids=["light", "sdk"])
+def test_without_a_reader_no_traces_are_kept(sdk: bool) -> None:
+    tracing, exported = _tracing(keep=0, sdk=sdk)
     trace_id = _request(tracing, "a")
-    assert len(exported.get_finished_spans()) == 2  # spans still made and exported
+    assert len(exported.get_finished_spans()) == (2 if sdk else 0)  # exported only with the SDK
+    assert len(tracing.recent._ended) == 0
     assert tracing.recent.traces(tenant="a") == []
     assert tracing.recent.trace(trace_id, tenant="a") is None
     tracing.shutdown()

@@ -20,173 +20,107 @@ span is current its ids are bound to the log context, so JSON log lines carry ``
 ``span_id``. Error messages recorded on spans pass the log ``Redactor`` first. Without a
 ``Tracing`` nothing of this runs: the app and the router are not wrapped at all.
 
-The request path pays for every span it starts, so spans are started with the SDK's plain
-``start_span`` (no context-manager generators), their attributes given once as a dict when
-they are known, and nothing is redacted that cannot hold user data (an exact route's path).
-The recent traces keep a few fields of each span and turn them into plain data only when read.
+Two ways to build a span, one API. Without an exporter (no OTLP endpoint: the common case),
+a span is a ``LightSpan`` of our own (``wayport.telemetry.spans``): a
+slotted ``opentelemetry.trace.Span`` (so ``set_span_in_context``, ``get_current_span`` and the
+W3C propagator take it as any other), its ids from ``random.getrandbits``, its attributes a
+plain dict, and ``end()`` hands it straight to ``RecentTraces``. No sampler, id generator,
+attribute checks, lock or processor chain run: a request's server and ``chat`` spans, made
+current and on the log lines, cost about 11 µs of CPU instead of about 70 through the SDK
+(``docs/benchmarks.md``). A caller's ``traceparent`` marked not sampled still gets
+non-recording spans, as the SDK's parent-based sampler would give, and with ``sample_ratio``
+below 1.0 a new trace is kept by the SDK's ``TraceIdRatioBased`` rule (the trace id's low 64
+bits against the ratio's bound). The SDK builds the spans only when something needs them: an
+exporter (``otlp_endpoint``) or any other span processor added to ``provider`` (the tests'
+in-memory exporters; from then on). Light spans keep no events, links or exceptions: only an
+exporter would carry those, and the console shows none.
+
+The request path pays for every span it starts, so spans are started without context-manager
+generators, their attributes given once as a dict when they are known, the log ids bound
+through structlog's own context variables, and nothing is redacted that cannot hold user data
+(an exact route's path). The recent traces keep a few fields of each span (``Kept``) and
+turn them into plain data only when read.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from random import getrandbits
+from typing import Any
 
 import structlog
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-__all__ = ["RecentTraces", "ServerSpan", "Tracing", "span_ids"]
+from wayport.telemetry.spans import (
+    SPANS_PER_TRACE,
+    TENANT_ATTRIBUTE,
+    Kept,
+    LightSpan,
+    RecentTraces,
+)
 
-TENANT_ATTRIBUTE = "wayport.tenant"
+__all__ = [
+    "SPANS_PER_TRACE",
+    "TENANT_ATTRIBUTE",
+    "Kept",
+    "RecentTraces",
+    "ServerSpan",
+    "Tracing",
+    "span_ids",
+]
+
 _PROPAGATOR = TraceContextTextMapPropagator()
-_KIND = {SpanKind.SERVER: "server", SpanKind.CLIENT: "client", SpanKind.INTERNAL: "internal"}
 _ERROR = Status(StatusCode.ERROR)
+_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+_LOW_64 = (1 << 64) - 1
+
+
+def _log_vars() -> tuple[ContextVar[Any], ContextVar[Any]]:
+    """structlog's own context variables for ``trace_id`` and ``span_id`` (what
+    ``bind_contextvars`` sets), so that binding them costs two ``ContextVar.set``."""
+    tokens = structlog.contextvars.bind_contextvars(trace_id=..., span_id=...)
+    structlog.contextvars.reset_contextvars(**tokens)
+    return tokens["trace_id"].var, tokens["span_id"].var
+
+
+_LOG_TRACE_ID, _LOG_SPAN_ID = _log_vars()
+_LogTokens = tuple[Token[Any], Token[Any]]
+
+
+def _bind_logs(trace_id: str, span_id: str) -> _LogTokens:
+    return _LOG_TRACE_ID.set(trace_id), _LOG_SPAN_ID.set(span_id)
+
+
+def _unbind_logs(tokens: _LogTokens) -> None:
+    _LOG_SPAN_ID.reset(tokens[1])
+    _LOG_TRACE_ID.reset(tokens[0])
 
 
 def span_ids(span: Span) -> tuple[str, str]:
     """The span's trace id and span id in the usual hex form."""
+    if type(span) is LightSpan:
+        return format(span.trace_id, "032x"), format(span.span_id, "016x")
     ctx = span.get_span_context()
     return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
-
-
-class _Kept(NamedTuple):
-    """What the console needs of a finished span: a few fields, not the SDK's whole object
-    graph (kept spans are long-lived; fewer objects keep the garbage collector's work low)."""
-
-    trace_id: int
-    span_id: int
-    parent_id: int | None
-    name: str
-    kind: SpanKind  #: turned into its name when read, not on the request path
-    start: int
-    end: int
-    status: Status
-    attributes: Mapping[str, Any]
-
-
-#: Finished spans held, unread, per trace kept: beyond ``keep * SPANS_PER_TRACE`` the oldest
-#: go unread (a trace of the last ``keep`` loses spans only if the traces after it average
-#: more spans than this).
-SPANS_PER_TRACE = 16
-
-
-class RecentTraces(SpanProcessor):
-    """Keeps the finished spans of the last ``keep`` traces, for the console.
-
-    Ending a span only appends the SDK's finished span to a bounded queue (no lock, nothing
-    built): the spans are sorted into traces when the console reads them, and turned into
-    plain data then. Unread, the queue simply drops its oldest spans."""
-
-    def __init__(self, keep: int = 200) -> None:
-        self._keep = keep
-        self._traces: OrderedDict[int, list[_Kept]] = OrderedDict()
-        self._lock = threading.Lock()
-        self._ended: deque[ReadableSpan] = deque(maxlen=max(1, keep) * SPANS_PER_TRACE)
-
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
-        pass
-
-    def on_end(self, span: ReadableSpan) -> None:
-        self._ended.append(span)
-
-    def _sort(self) -> None:
-        """Sort the spans ended since the last read into their traces (under the lock)."""
-        ended = self._ended
-        for _ in range(len(ended)):
-            self._keep_span(ended.popleft())
-
-    def _keep_span(self, span: ReadableSpan) -> None:
-        ctx = span.context
-        if ctx is None:
-            return
-        parent = span.parent
-        trace_id = ctx.trace_id
-        kept = _Kept(
-            trace_id,
-            ctx.span_id,
-            parent.span_id if parent is not None else None,
-            span.name,
-            span.kind,
-            span.start_time or 0,
-            span.end_time or 0,
-            span.status,
-            span.attributes or _EMPTY,  # the SDK's attributes are frozen once the span has ended
-        )
-        traces = self._traces
-        spans = traces.get(trace_id)
-        if spans is None:
-            traces[trace_id] = [kept]
-            if len(traces) > self._keep:
-                traces.popitem(last=False)
-        else:
-            spans.append(kept)
-
-    def shutdown(self) -> None:
-        pass
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
-
-    def trace(self, trace_id: str, *, tenant: str) -> list[dict[str, Any]] | None:
-        """The trace's spans, oldest first; ``None`` when unknown here or another tenant's."""
-        try:
-            key = int(trace_id, 16)
-        except ValueError:
-            return None
-        with self._lock:
-            self._sort()
-            spans = list(self._traces.get(key, ()))
-        if not _belongs(spans, tenant):
-            return None
-        return [_plain(s) for s in sorted(spans, key=lambda s: s.start)]
-
-    def traces(self, *, tenant: str, limit: int = 50) -> list[dict[str, Any]]:
-        """The root spans of the tenant's latest traces, newest first."""
-        with self._lock:
-            self._sort()
-            everything = [list(spans) for spans in reversed(self._traces.values())]
-        found = []
-        for spans in everything:
-            if not _belongs(spans, tenant):
-                continue
-            ids = {s.span_id for s in spans}
-            roots = [s for s in spans if s.parent_id not in ids]
-            root = min(roots or spans, key=lambda s: s.start)
-            found.append({**_plain(root), "spans": len(spans)})
-            if len(found) >= limit:
-                break
-        return found
-
-
-_EMPTY: Mapping[str, Any] = {}
-
-
-def _belongs(spans: list[_Kept], tenant: str) -> bool:
-    return any(s.attributes.get(TENANT_ATTRIBUTE) == tenant for s in spans)
-
-
-def _plain(s: _Kept) -> dict[str, Any]:
-    return {
-        "trace_id": format(s.trace_id, "032x"),
-        "span_id": format(s.span_id, "016x"),
-        "parent_id": format(s.parent_id, "016x") if s.parent_id is not None else None,
-        "name": s.name,
-        "kind": _KIND.get(s.kind, "internal"),
-        "start": s.start / 1e9,
-        "duration_ms": round((s.end - s.start) / 1e6, 3),
-        "status": s.status.status_code.name.lower(),
-        "attributes": dict(s.attributes),
-    }
 
 
 @dataclass(slots=True)
@@ -197,8 +131,20 @@ class ServerSpan:
     method: str
     trace_id: str
     _token: object
-    _log_tokens: Mapping[str, Any]
+    _log_tokens: _LogTokens
     route: str | None = None  #: the route named when it started (``http.route``)
+
+
+class _Provider(TracerProvider):
+    """The SDK's provider; ``sdk`` turns true once a span processor other than the recent
+    traces joins it (an exporter): from then on the SDK builds the spans."""
+
+    sdk = False
+
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        super().add_span_processor(span_processor)
+        if not isinstance(span_processor, RecentTraces):
+            self.sdk = True
 
 
 class Tracing:
@@ -218,7 +164,10 @@ class Tracing:
         resource = Resource.create({"service.name": service_name, "service.version": version})
         # Every trace kept: ALWAYS_ON decides without hashing the trace id.
         root: Sampler = ALWAYS_ON if sample_ratio >= 1.0 else TraceIdRatioBased(sample_ratio)
-        self.provider = TracerProvider(resource=resource, sampler=ParentBased(root))
+        self.provider = _Provider(resource=resource, sampler=ParentBased(root))
+        #: light roots are kept when the trace id's low 64 bits fall below this (the SDK's
+        #: ``TraceIdRatioBased`` rule, so both agree on which traces are kept)
+        self._bound = TraceIdRatioBased.get_bound_for_rate(min(max(sample_ratio, 0.0), 1.0))
         self.recent = RecentTraces(keep_traces)
         if keep_traces > 0:
             self.provider.add_span_processor(self.recent)
@@ -227,6 +176,11 @@ class Tracing:
         self.tracer = self.provider.get_tracer("wayport", version)
         self._redact = redact if redact is not None else _same
         self._names: dict[tuple[str, str], str] = {}
+
+    @property
+    def light(self) -> bool:
+        """Whether spans are built light (``LightSpan``) rather than by the SDK."""
+        return not self.provider.sdk
 
     @classmethod
     def create(
@@ -294,11 +248,10 @@ class Tracing:
         else:
             name = self._name(method, route)
             attributes = {"http.request.method": method, "url.path": path, "http.route": route}
-        span = self.tracer.start_span(name, parent, SpanKind.SERVER, attributes)
+        span = self._start(name, attributes, SpanKind.SERVER, parent)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         trace_id, span_id = span_ids(span)
-        log_tokens = structlog.contextvars.bind_contextvars(trace_id=trace_id, span_id=span_id)
-        return ServerSpan(span, method, trace_id, token, log_tokens, route)
+        return ServerSpan(span, method, trace_id, token, _bind_logs(trace_id, span_id), route)
 
     def end_server_span(self, handle: ServerSpan, *, route: str, status: int, tenant: str) -> None:
         span = handle.span
@@ -319,7 +272,7 @@ class Tracing:
             span.set_status(_ERROR)
         span.set_attributes(attributes)
         span.end()
-        structlog.contextvars.reset_contextvars(**handle._log_tokens)
+        _unbind_logs(handle._log_tokens)
         otel_context.detach(handle._token)  # type: ignore[arg-type]
 
     def _name(self, method: str, route: str) -> str:
@@ -332,6 +285,37 @@ class Tracing:
         return name
 
     # ----------------------------------------------------------------- internal spans
+
+    def _start(
+        self,
+        name: str,
+        attributes: Mapping[str, Any] | None,
+        kind: SpanKind,
+        context: Context | None = None,
+        start_time: int | None = None,
+    ) -> Span:
+        """A child of ``context``'s span (the current one by default), not made current."""
+        if self.provider.sdk:
+            return self.tracer.start_span(name, context, kind, attributes, start_time=start_time)
+        parent = trace.get_current_span(context)
+        if type(parent) is LightSpan:
+            trace_id, parent_id, state = parent.trace_id, parent.span_id, parent.trace_state
+        else:
+            ctx = parent.get_span_context()
+            if not ctx.is_valid:  # a root
+                trace_id, parent_id, state = getrandbits(128) or 1, None, None
+                if trace_id & _LOW_64 >= self._bound:  # sampled out
+                    span_id = getrandbits(64) or 1
+                    return NonRecordingSpan(SpanContext(trace_id, span_id, False, _NOT_SAMPLED))
+            elif ctx.trace_flags.sampled:
+                trace_id, parent_id, state = ctx.trace_id, ctx.span_id, ctx.trace_state
+            else:  # the caller (or an SDK span) decided against this trace
+                span_id = getrandbits(64) or 1
+                flags, state = ctx.trace_flags, ctx.trace_state
+                return NonRecordingSpan(SpanContext(ctx.trace_id, span_id, False, flags, state))
+        return LightSpan(
+            name, kind, attributes, trace_id, parent_id, state, self.recent.add, start_time
+        )
 
     @contextmanager
     def span(
@@ -346,12 +330,9 @@ class Tracing:
         it is recorded (its message redacted) and marks the span as failed. ``bind_logs``
         puts its ids on the log lines written inside (the run loop's, which may run outside
         any request); otherwise lines carry the ids of the request's span."""
-        span = self.tracer.start_span(name, kind=kind, attributes=attributes)
+        span = self._start(name, attributes, kind)
         token = otel_context.attach(trace.set_span_in_context(span))
-        log_tokens: Mapping[str, Any] = {}
-        if bind_logs:
-            trace_id, span_id = span_ids(span)
-            log_tokens = structlog.contextvars.bind_contextvars(trace_id=trace_id, span_id=span_id)
+        log_tokens = _bind_logs(*span_ids(span)) if bind_logs else None
         try:
             yield span
         except BaseException as exc:
@@ -359,8 +340,8 @@ class Tracing:
             raise
         finally:
             span.end()
-            if log_tokens:
-                structlog.contextvars.reset_contextvars(**log_tokens)
+            if log_tokens is not None:
+                _unbind_logs(log_tokens)
             otel_context.detach(token)
 
     def start(
@@ -378,7 +359,7 @@ class Tracing:
             finally:
                 tracing.finish(span, token)
         """
-        span = self.tracer.start_span(name, None, kind, attributes)
+        span = self._start(name, attributes, kind)
         return span, otel_context.attach(trace.set_span_in_context(span))
 
     def finish(self, span: Span, token: object) -> None:
@@ -389,10 +370,19 @@ class Tracing:
         span.set_attribute("error.type", type(exc).__name__)
         span.set_status(Status(StatusCode.ERROR, self._redact(str(exc))[:500]))
 
-    def start_detached(self, name: str, attributes: Mapping[str, Any], kind: SpanKind) -> Span:
-        """A child of the current span that is not made current (for generators, which
-        attach its context around each step themselves)."""
-        return self.tracer.start_span(name, kind=kind, attributes=attributes)
+    def start_detached(
+        self,
+        name: str,
+        attributes: Mapping[str, Any],
+        kind: SpanKind = SpanKind.INTERNAL,
+        *,
+        context: Context | None = None,
+        start_time: int | None = None,
+    ) -> Span:
+        """A child of the current span (or of ``context``'s) that is not made current (for
+        generators, which attach its context around each step themselves, and for spans
+        that outlive the task, as a workflow's). ``start_time``: nanoseconds since the epoch."""
+        return self._start(name, attributes, kind, context, start_time)
 
 
 def _same(text: str) -> str:

@@ -24,6 +24,7 @@ from wayport.telemetry.tracing import TENANT_ATTRIBUTE, Tracing
 __all__ = ["WorkflowTracing"]
 
 _FAILED = ("failed", "cancelled")
+_NEW_TRACE = trace.set_span_in_context(trace.INVALID_SPAN)
 
 
 class WorkflowTracing:
@@ -40,16 +41,16 @@ class WorkflowTracing:
     def _run_span(self, run: WorkflowRun) -> Span:
         span = self._runs.get(run.id)
         if span is None:
-            span = self._tracing.tracer.start_span(
+            span = self._tracing.start_detached(
                 f"workflow {run.workflow}",
-                context=trace.set_span_in_context(trace.INVALID_SPAN),  # a trace of its own
-                attributes={
+                {
                     "wayport.workflow.name": run.workflow,
                     "wayport.workflow.version": run.version,
                     "wayport.workflow.run.id": run.id,
                     "wayport.workflow.trigger": run.trigger,
                     TENANT_ATTRIBUTE: run.tenant_id,
                 },
+                context=_NEW_TRACE,  # a trace of its own
             )
             self._runs[run.id] = span
             while len(self._runs) > self._keep:
@@ -63,11 +64,9 @@ class WorkflowTracing:
     ) -> Span:
         parent = trace.set_span_in_context(self._run_span(run))
         step_id = path.partition("[")[0]
-        return self._tracing.tracer.start_span(
+        return self._tracing.start_detached(
             f"workflow.step {path}",
-            context=parent,
-            start_time=start,
-            attributes={
+            {
                 "wayport.workflow.name": run.workflow,
                 "wayport.workflow.version": run.version,
                 "wayport.workflow.run.id": run.id,
@@ -77,6 +76,8 @@ class WorkflowTracing:
                 "wayport.workflow.step.attempt": attempt,
                 TENANT_ATTRIBUTE: run.tenant_id,
             },
+            context=parent,
+            start_time=start,
         )
 
     def step_started(self, run: WorkflowRun, path: str, kind: str, attempt: int) -> None:

@@ -116,7 +116,8 @@ async def test_a_reply_waiting_at_a_sigkill_is_delivered_once_after_the_restart(
     server = Serve(tmp_path, fake)
     await server.start()
     try:
-        async with httpx.AsyncClient(base_url=server.url) as client:
+        # a server just started, on a loaded machine: more time than httpx's default 5 s
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
             hook = json.dumps({"sender": "crm-1", "text": "from the hook"}).encode()
             r = await client.post(
                 "/channels/hook/webhook",

@@ -48,6 +48,9 @@ async def test_sign_in_chat_dashboard_trace_and_releases(tmp_path: Path, artifac
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     from playwright.async_api import async_playwright, expect
 
+    # each check waits up to 30 s (Playwright's default is 5 s): the pages poll every few
+    # seconds, and Chromium, the server and the embedded model share a loaded machine
+    expect.set_options(timeout=30_000)
     async with served(embedded_config(tmp_path)) as s, async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
@@ -101,7 +104,7 @@ async def test_sign_in_chat_dashboard_trace_and_releases(tmp_path: Path, artifac
             # The dashboard shows that request, its tokens and a link to its trace.
             await page.goto(s.url + "/console")
             row = page.locator("#requests tr.request", has_text="/console/api/chat").first
-            await expect(row).to_be_visible(timeout=15_000)
+            await expect(row).to_be_visible()
             tokens_out = int(await row.locator(".tokens-out").text_content() or "0")
             assert tokens_out > 0
             chart = page.locator('svg.chart[data-series="requests"]')
@@ -121,7 +124,7 @@ async def test_sign_in_chat_dashboard_trace_and_releases(tmp_path: Path, artifac
             await expect(live).to_have_text(before.version)
             after = dataclasses.replace(before, instructions="Answer in one short sentence.")
             agents.catalog.put(after)
-            await expect(live).to_have_text(after.version, timeout=15_000)
+            await expect(live).to_have_text(after.version)
             await expect(page.locator("#release-assistant .versions")).to_contain_text(
                 before.version[:12]
             )
@@ -133,7 +136,7 @@ async def test_sign_in_chat_dashboard_trace_and_releases(tmp_path: Path, artifac
                 )
                 assert started.status_code in (200, 201), started.text
             rollouts = page.locator("#release-assistant .rollouts")
-            await expect(rollouts).to_contain_text("answers", timeout=15_000)
+            await expect(rollouts).to_contain_text("answers")
             await shot("5-releases")
             for path in shots:
                 print(f"screenshot: {path}")

@@ -120,7 +120,11 @@ async def test_parallel_requests_overspend_by_at_most_one_request(tmp_path: Path
         [spent] = plan([(Subject("tenant", DEFAULT_TENANT), day)], Ask(cost=0.9), now)
         await SqlLimiter(s.store.db).adjust(DEFAULT_TENANT, [(spent, 0.9)], now=now)
         limits = httpx.Limits(max_connections=100)
-        async with httpx.AsyncClient(base_url=s.url, headers=AUTH, limits=limits) as client:
+        # the last of 100 requests waits for the others (httpx's default 5 s is tight for
+        # that on a loaded machine; 0.6 s on a quiet one)
+        async with httpx.AsyncClient(
+            base_url=s.url, headers=AUTH, limits=limits, timeout=60
+        ) as client:
             answers = await asyncio.gather(
                 *(client.post("/v1/chat/completions", json=chat()) for _ in range(100))
             )

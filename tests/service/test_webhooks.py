@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,10 +80,18 @@ async def receiver() -> AsyncIterator[Receiver]:
         await runner.cleanup()
 
 
-def dispatcher(*, allow: tuple[str, ...] = ("127.0.0.1/32",), **kw: float) -> WebhookDispatcher:
+def dispatcher(
+    *,
+    allow: tuple[str, ...] = ("127.0.0.1/32",),
+    arming: Callable[[], float] = time.time,
+    **kw: object,
+) -> WebhookDispatcher:
+    """``arming``: the clock the outbox stamps armed webhooks with (``wall`` in ``kw``: the
+    dispatcher's own)."""
+
     def outbox_for(stores: object) -> SqlWebhookOutbox:
         assert isinstance(stores, SqlStore)
-        return SqlWebhookOutbox(stores.db)
+        return SqlWebhookOutbox(stores.db, now=arming)
 
     return WebhookDispatcher(
         client=GuardedClient(GuardPolicy(allow=allow)),
@@ -152,7 +160,10 @@ async def test_failed_deliveries_are_retried_with_backoff(
     tmp_path: Path, receiver: Receiver
 ) -> None:
     now = [time.time()]  # moved by hand, a few seconds at a time (signatures stay fresh)
-    hooks = dispatcher(poll_every=3600, wall=lambda: now[0])
+    # the outbox arms on this clock too, half a second ahead: due once the test moves it,
+    # however long the start took (armed on the wall clock, it was not yet due when a loaded
+    # machine took more than that half second to get here)
+    hooks = dispatcher(poll_every=3600, wall=lambda: now[0], arming=lambda: now[0] + 0.5)
     receiver.fail_first = 2
     s = service(tmp_path, hooks)
     await s.start()
@@ -162,7 +173,7 @@ async def test_failed_deliveries_are_retried_with_backoff(
         run = await s.submit(session.id, [{"role": "user", "content": "hi"}], webhook=target)
         await s.finished(run.id)
         outbox = hooks.outbox
-        now[0] += 0.5  # past the arming time (stamped by the store's own clock)
+        now[0] += 0.5  # past the arming stamp
         await hooks.deliver_due()
         first = await outbox.get("default", run.id)
         assert first is not None and first.attempts >= 1 and first.state is WebhookState.ARMED

@@ -133,6 +133,9 @@ async def test_a_run_as_a_graph_in_the_browser(tmp_path: Path, side_effects: Pat
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     from playwright.async_api import async_playwright, expect
 
+    # each check waits up to 30 s (Playwright's default is 5 s): Chromium and the server
+    # share a loaded machine, and the run's page reloads itself every 2 s
+    expect.set_options(timeout=30_000)
     text = CONFIG.format(state=tmp_path / "state", secret=SECRET)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     async with served(text) as client, async_playwright() as pw:
@@ -164,9 +167,8 @@ async def test_a_run_as_a_graph_in_the_browser(tmp_path: Path, side_effects: Pat
                 approved = await api.post(f"/v1/workflow-runs/{run_id}/approve", json={})
                 assert approved.status_code == 200, approved.text
             # the page reloads itself while the run is unfinished
-            await expect(page.locator("#workflow-run")).to_have_attribute(
-                "data-status", "completed", timeout=15_000
-            )
+            run_page = page.locator("#workflow-run")
+            await expect(run_page).to_have_attribute("data-status", "completed")
             statuses = await graph.locator("g.step").evaluate_all(
                 "nodes => nodes.map(n => n.dataset.status)"
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,15 @@ async def status_is(
             return run
         assert time.monotonic() < deadline, f"run {run_id} is {run.status}, not {status}"
         await asyncio.sleep(0.01)
+
+
+async def eventually(condition: Callable[[], bool], what: str) -> None:
+    """Wait for what an observer is told: it hears of a finished run just after the store
+    records it, so a read of the store (``finished``) can come first."""
+    deadline = time.monotonic() + 20
+    while not condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.01)  # polling for a condition
 
 
 def rec(step_id: str, label: str, **extra: Any) -> dict[str, Any]:
@@ -85,7 +95,9 @@ async def test_parallel_branches_and_map_complete(
     }
     assert len(side_effects.read_text().splitlines()) == 3
     assert ("started", run.id, "each[2]") in observer.events
-    assert observer.events[-1] == ("run_completed", run.id, "")
+    finish = ("run_completed", run.id, "")
+    await eventually(lambda: finish in observer.events, "the observer never heard the end")
+    assert observer.events[-1] == finish
 
 
 async def test_bad_input_and_unknown_workflow_are_refused(make_service: MakeService) -> None:

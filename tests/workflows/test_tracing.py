@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 from test_api import CONFIG, SECRET, served, until
-from test_engine import FANOUT, finished, rec
+from test_engine import FANOUT, eventually, finished, rec
 
 from conftest import MakeService, specs
 from wayport.core.workflow_run import WorkflowStatus
@@ -42,6 +42,17 @@ def attrs(span: ReadableSpan) -> dict[str, Any]:
     return dict(span.attributes or {})
 
 
+async def ended(memory: InMemorySpanExporter, *names: str) -> list[ReadableSpan]:
+    """The finished spans once those named have ended (a run's span ends just after the
+    store records the run finished, which is what ``finished`` reads)."""
+
+    def there() -> bool:
+        return set(names) <= {s.name for s in memory.get_finished_spans()}
+
+    await eventually(there, f"spans {names} never ended")
+    return list(memory.get_finished_spans())
+
+
 @pytest.fixture
 def exported() -> tuple[Tracing, InMemorySpanExporter]:
     tracing = Tracing()
@@ -61,7 +72,7 @@ async def test_a_run_and_each_step_are_spans(
     run = await service.start_run(T, "fanout", {"items": ["a", "b"]})
     done = await finished(service, run.id)
     assert done.status is WorkflowStatus.COMPLETED, done.error
-    spans = memory.get_finished_spans()
+    spans = await ended(memory, "workflow fanout")
     (root,) = [s for s in spans if s.name == "workflow fanout"]
     assert root.parent is None
     assert (
@@ -109,7 +120,7 @@ async def test_retries_and_failures_are_error_spans(
     assert ok.status is WorkflowStatus.COMPLETED, ok.error
     bad = await finished(service, (await service.start_run(T, "broken", {})).id)
     assert bad.status is WorkflowStatus.FAILED
-    spans = memory.get_finished_spans()
+    spans = await ended(memory, "workflow flaky", "workflow broken")
     shaky = sorted(
         (s for s in spans if s.name == "workflow.step shaky"),
         key=lambda s: attrs(s)["wayport.workflow.step.attempt"],

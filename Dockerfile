@@ -10,7 +10,10 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 RUN pip install --no-cache-dir uv==0.9.*
 WORKDIR /src
-ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PROJECT_ENVIRONMENT=/opt/wayport
+# The image runs on other machines than the one that builds it: llama.cpp built portable
+# (pyproject.toml says the same to uv; the variable also covers a uv without that setting).
+ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PROJECT_ENVIRONMENT=/opt/wayport \
+    CMAKE_ARGS="-DGGML_NATIVE=OFF"
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
 COPY src ./src

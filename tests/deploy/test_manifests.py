@@ -142,6 +142,8 @@ def test_dockerfile_is_multi_stage_non_root_with_a_health_check() -> None:
     assert users and users[-1].split(":")[0] not in {"root", "0"}
     assert any(line.startswith("HEALTHCHECK ") for line in lines)
     assert any("/healthz" in line for line in lines)
+    # built portable: the image runs on other CPUs than the builder's
+    assert 'CMAKE_ARGS="-DGGML_NATIVE=OFF"' in text
 
 
 def test_target_is_a_pure_function_of_the_config() -> None:

@@ -20,7 +20,8 @@ from wayport.runtime.limiter import LocalLimiter
 from wayport.server.auth import BOOTSTRAP_OWNER
 from wayport.service.limits import LimitPolicy, LimitsService
 from wayport.telemetry.logging import Redactor
-from wayport.telemetry.tracing import SPANS_PER_TRACE, Tracing
+from wayport.telemetry.spans import SPANS_PER_TRACE
+from wayport.telemetry.tracing import Tracing
 
 SECRET = "Zq8vN3kLm5Xp2Rt7Wy4Hs9Jd6Fg1Bc0A"
 

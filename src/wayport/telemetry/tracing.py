@@ -70,23 +70,9 @@ from opentelemetry.trace import (
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from wayport.telemetry.spans import (
-    SPANS_PER_TRACE,
-    TENANT_ATTRIBUTE,
-    Kept,
-    LightSpan,
-    RecentTraces,
-)
+from wayport.telemetry.spans import TENANT_ATTRIBUTE, LightSpan, RecentTraces
 
-__all__ = [
-    "SPANS_PER_TRACE",
-    "TENANT_ATTRIBUTE",
-    "Kept",
-    "RecentTraces",
-    "ServerSpan",
-    "Tracing",
-    "span_ids",
-]
+__all__ = ["TENANT_ATTRIBUTE", "RecentTraces", "ServerSpan", "Tracing", "span_ids"]
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _ERROR = Status(StatusCode.ERROR)
